@@ -1,0 +1,1 @@
+"""Audio in and out: ffmpeg decoding, resampling, FLAC encoding. Plain functions, no Ray."""

@@ -1,0 +1,108 @@
+"""Decode any container/codec to mono float32 at a chosen rate, through ffmpeg.
+
+ffmpeg-python builds the command (never a shell string); the file is probed first so
+that a file with no audio stream, an empty file or a non-media file fails with a reason a
+person can act on, instead of ffmpeg's last stderr line alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+import ffmpeg
+import numpy as np
+
+
+class DecodeError(Exception):
+    """The source cannot be turned into audio. The message is written to the ledger."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What ffprobe says of the source's first audio stream."""
+
+    container: str
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, shape (n,)
+    sample_rate: int
+    info: AudioInfo
+    non_finite_replaced: int = 0
+    # ffmpeg exits 0 on many damaged files (a truncated one, say) after concealing what it
+    # could not read; its complaint is kept here so the ledger can show it.
+    warning: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def probe(path: str, timeout_s: float = 60.0) -> AudioInfo:
+    try:
+        meta = ffmpeg.probe(path, timeout=timeout_s)
+    except ffmpeg.Error as exc:
+        raise DecodeError(f"not a readable media file ({_last_line(exc.stderr)})") from None
+    except subprocess.TimeoutExpired:
+        raise DecodeError(f"ffprobe gave no answer within {timeout_s:.0f} s") from None
+    audio = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
+    if not audio:
+        kinds = sorted({s.get("codec_type", "?") for s in meta.get("streams", [])})
+        found = ", ".join(kinds) if kinds else "no streams"
+        raise DecodeError(f"no audio stream in the file (found: {found})")
+    stream = audio[0]
+    duration = stream.get("duration") or meta.get("format", {}).get("duration")
+    return AudioInfo(
+        container=str(meta.get("format", {}).get("format_name", "unknown")),
+        codec=str(stream.get("codec_name", "unknown")),
+        sample_rate=int(stream.get("sample_rate") or 0),
+        channels=int(stream.get("channels") or 0),
+        duration_s=float(duration) if duration not in (None, "N/A") else None,
+    )
+
+
+def decode(
+    path: str,
+    sample_rate: int,
+    *,
+    non_finite: str = "fail",
+    timeout_s: float = 3600.0,
+) -> DecodedAudio:
+    """Decode ``path`` to mono float32 at ``sample_rate`` (ffmpeg averages the channels)."""
+    info = probe(path, timeout_s=min(timeout_s, 120.0))
+    cmd = (
+        ffmpeg.input(path)
+        .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, map="0:a:0")
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+        .compile()
+    )
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise DecodeError(f"ffmpeg did not finish within {timeout_s:.0f} s") from None
+    if proc.returncode != 0:
+        raise DecodeError(f"ffmpeg failed to decode the audio ({_last_line(proc.stderr)})")
+    samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32, copy=True)
+    if samples.size == 0:
+        raise DecodeError("the audio stream decodes to no samples")
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        if non_finite == "fail":
+            raise DecodeError(
+                f"audio contains {bad} non-finite samples (NaN/inf), {100 * bad / samples.size:.2f}% of the file"
+            )
+        samples[~np.isfinite(samples)] = 0.0
+    warning = _last_line(proc.stderr) if proc.stderr.strip() else None
+    return DecodedAudio(samples=samples, sample_rate=sample_rate, info=info, non_finite_replaced=bad, warning=warning)
+
+
+def _last_line(stderr: bytes | None) -> str:
+    text = (stderr or b"").decode("utf-8", "replace").strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no message"

@@ -1,0 +1,1 @@
+"""Who speaks when: voice activity, speaker diarization and the Kimi post-processing steps."""

@@ -1,0 +1,1 @@
+"""BSRNN speech enhancement at 48 kHz (issue 5)."""

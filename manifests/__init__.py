@@ -1,0 +1,1 @@
+"""Data contracts (spans, ids, Arrow schemas) and the on-disk corpus: shards, ledger, lock."""

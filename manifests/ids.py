@@ -1,0 +1,31 @@
+"""Deterministic identifiers: the same source and times always give the same ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from pathlib import PurePosixPath
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slug(text: str, max_len: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    cleaned = _UNSAFE.sub("_", ascii_text).strip("._-")
+    return cleaned[:max_len] or "audio"
+
+
+def recording_id(source_uri: str, content_sha256: str) -> str:
+    """``<readable stem>-<12 hex of the content hash>``: stable when a file moves."""
+    stem = PurePosixPath(source_uri.rstrip("/")).stem
+    return f"{slug(stem)}-{content_sha256[:12]}"
+
+
+def segment_id(recording: str, start: float, end: float) -> str:
+    """``<recording_id>-<start ms>-<end ms>``; times are rounded to the millisecond."""
+    return f"{recording}-{round(start * 1000):09d}-{round(end * 1000):09d}"
+
+
+def short_hash(text: str, n: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]

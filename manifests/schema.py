@@ -1,0 +1,100 @@
+"""Arrow schemas of the segment shards and the ledger, and the Hugging Face features metadata.
+
+Column names and meanings follow DESIGN.md. Two deliberate deviations in type:
+``models`` is a list of {stage, model} structs rather than an Arrow map, because
+`datasets` has no feature type for Arrow maps and would refuse the whole shard.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+WORD_TYPE = pa.struct([("token", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("prob", pa.float64())])
+MODEL_TYPE = pa.struct([("stage", pa.string()), ("model", pa.string())])
+
+SEGMENT_SCHEMA = pa.schema(
+    [
+        ("segment_id", pa.string()),
+        ("recording_id", pa.string()),
+        ("source_uri", pa.string()),
+        ("corpus", pa.string()),
+        ("run_id", pa.string()),
+        ("config_hash", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("duration", pa.float64()),
+        ("speaker", pa.string()),
+        ("overlap_ratio", pa.float64()),
+        ("language", pa.string()),
+        ("language_prob", pa.float64()),
+        ("text", pa.string()),
+        ("words", pa.list_(WORD_TYPE)),
+        ("kept", pa.bool_()),
+        ("drop_reason", pa.string()),
+        ("audio", AUDIO_TYPE),
+        ("audio_enhanced", AUDIO_TYPE),
+        ("sample_rate", pa.int32()),
+        ("snr_db", pa.float64()),
+        ("dnsmos_ovrl", pa.float64()),
+        ("dnsmos_sig", pa.float64()),
+        ("dnsmos_bak", pa.float64()),
+        ("models", pa.list_(MODEL_TYPE)),
+    ]
+)
+
+AUDIO_COLUMNS = ("audio", "audio_enhanced")
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("sha256", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("recording_id", pa.string()),
+        ("corpus", pa.string()),
+        ("run_id", pa.string()),
+        ("config_hash", pa.string()),
+        ("status", pa.string()),  # done | failed | skipped
+        ("error", pa.string()),
+        ("duration_s", pa.float64()),
+        ("segments", pa.int32()),
+        ("segments_kept", pa.int32()),
+        ("kept_seconds", pa.float64()),
+        ("speakers", pa.int32()),
+        ("container", pa.string()),
+        ("codec", pa.string()),
+        ("source_sample_rate", pa.int32()),
+        ("source_channels", pa.int32()),
+        ("warning", pa.string()),
+        ("shard_paths", pa.list_(pa.string())),  # relative to the corpus directory
+        ("staged_paths", pa.list_(pa.string())),  # where the shards waited before the commit
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+STATUSES = ("done", "failed", "skipped")
+
+
+def _hf_feature(t: pa.DataType) -> dict:
+    if t.equals(AUDIO_TYPE):
+        return {"_type": "Audio"}
+    if pa.types.is_list(t):
+        return {"_type": "List", "feature": _hf_feature(t.value_type)}
+    if pa.types.is_struct(t):
+        return {t.field(i).name: _hf_feature(t.field(i).type) for i in range(t.num_fields)}
+    names = {pa.string(): "string", pa.float64(): "float64", pa.int32(): "int32", pa.int64(): "int64",
+             pa.bool_(): "bool", pa.binary(): "binary"}
+    for arrow_type, dtype in names.items():
+        if t.equals(arrow_type):
+            return {"_type": "Value", "dtype": dtype}
+    raise TypeError(f"no Hugging Face feature for Arrow type {t}")
+
+
+def segment_schema_with_hf_metadata() -> pa.Schema:
+    """The segment schema carrying `datasets` features, so `audio` loads as an Audio feature."""
+    features = {f.name: _hf_feature(f.type) for f in SEGMENT_SCHEMA}
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    return SEGMENT_SCHEMA.with_metadata(meta)

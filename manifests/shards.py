@@ -1,0 +1,81 @@
+"""Writing segment rows into size-bounded Parquet shards in the staging area.
+
+A write never makes anything visible: shards land under ``_staging`` (complete files
+only: written to a ``.tmp`` name, flushed, then renamed) and become visible when the
+ledger commit that names them is done (see ``manifests.ledger``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests.schema import SEGMENT_SCHEMA, segment_schema_with_hf_metadata
+
+
+@dataclass(frozen=True)
+class ShardLimits:
+    max_rows: int
+    max_bytes: int
+
+
+def _row_bytes(row: dict) -> int:
+    size = 256  # ids, times and text, roughly
+    for col in ("audio", "audio_enhanced"):
+        cell = row.get(col)
+        if cell and cell.get("bytes"):
+            size += len(cell["bytes"])
+    return size
+
+
+def plan_shards(rows: Sequence[dict], limits: ShardLimits) -> list[list[int]]:
+    """Split row indices into consecutive groups within the row and byte limits.
+
+    A single row larger than ``max_bytes`` still gets a shard of its own.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for i, row in enumerate(rows):
+        b = _row_bytes(row)
+        if current and (len(current) >= limits.max_rows or current_bytes + b > limits.max_bytes):
+            groups.append(current)
+            current, current_bytes = [], 0
+        current.append(i)
+        current_bytes += b
+    if current:
+        groups.append(current)
+    return groups
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` so that ``path`` is either absent or complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as fh:
+        # Audio bytes are FLAC already; zstd pays off on ids, text and word lists.
+        pq.write_table(table, fh, compression="zstd", row_group_size=256)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def segments_table(rows: Iterable[dict]) -> pa.Table:
+    table = pa.Table.from_pylist(list(rows), schema=SEGMENT_SCHEMA)
+    return table.replace_schema_metadata(segment_schema_with_hf_metadata().metadata)
+
+
+def write_staged_shards(rows: Sequence[dict], staging_dir: Path, limits: ShardLimits) -> list[tuple[Path, list[int]]]:
+    """Write ``rows`` into staged shards; return each shard's path and the row indices in it."""
+    out: list[tuple[Path, list[int]]] = []
+    for group in plan_shards(rows, limits):
+        path = Path(staging_dir) / f"{uuid.uuid4().hex}.parquet"
+        write_parquet_atomic(segments_table(rows[i] for i in group), path)
+        out.append((path, group))
+    return out

@@ -1,0 +1,1 @@
+"""Configuration, run orchestration (the Ray Data graph) and the `refinery` command line."""

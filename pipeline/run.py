@@ -1,0 +1,254 @@
+"""One run of the pipeline over a corpus: the orchestration, and nothing else.
+
+    discover -> lock corpus -> recover -> fingerprint (Ray) -> plan against the ledger
+    -> Ray Data graph: decode -> segment (actor pool) -> write staged shards
+    -> driver commits each written batch to the ledger (shards become visible)
+
+The graph streams: sources flow through all stages at once, and the driver commits a
+batch as soon as its last row arrives, so a killed run loses only uncommitted batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from manifests.ids import recording_id
+from manifests.incremental import FingerprintedSource, plan_run
+from manifests.layout import CorpusLayout
+from manifests.ledger import Ledger
+from manifests.lock import CorpusLock
+from pipeline.config import PipelineConfig, RayConfig
+from pipeline.progress import RunProgress
+from pipeline.sources import SourceRef, discover
+from stages.base import StageSpec
+from stages.decode import decode_row
+from stages.fingerprint import fingerprint_row
+from stages.vad_segment import VadSegmenter
+from stages.write import write_batch
+
+log = logging.getLogger("refinery")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    corpus: str
+    out_dir: str
+    config_hash: str
+    sources: int = 0
+    processed: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    segments: int = 0
+    segments_kept: int = 0
+    kept_seconds: float = 0.0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    recovery: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.processed == 0:
+            return (f"nothing to do: all {self.sources} source(s) are already in corpus {self.corpus!r} "
+                    f"under config {self.config_hash} ({self.skipped} skipped, {self.failed} unreadable); "
+                    f"use --retry-failed to try failed ones again")
+        speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        return (f"run {self.run_id}: {self.processed} source(s) processed: {self.done} done, {self.failed} failed; "
+                f"{self.skipped} skipped; {self.segments} segments ({self.segments_kept} kept, "
+                f"{self.kept_seconds / 3600:.3f} h kept) from {self.audio_seconds / 3600:.3f} h of audio "
+                f"in {self.wall_seconds:.1f} s ({speed:.1f} s of audio per second)")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def ensure_ray(cfg: RayConfig) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        kwargs: dict = {"include_dashboard": False, "log_to_driver": cfg.log_to_driver, "logging_level": logging.WARNING}
+        if cfg.address:
+            kwargs["address"] = cfg.address
+        else:
+            if cfg.num_cpus:
+                kwargs["num_cpus"] = cfg.num_cpus
+            if cfg.object_store_memory_gb:
+                kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 1024**3)
+        ray.init(**kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.execution_options.preserve_order = cfg.preserve_order
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def build_stages(cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str, config_hash: str) -> list[StageSpec]:
+    return [
+        StageSpec("decode", decode_row, cfg.decode.resources, call_kwargs={"cfg": cfg.decode}),
+        StageSpec("segment", VadSegmenter, cfg.vad.resources, batch_size=cfg.vad.batch_size, pool=cfg.vad.pool,
+                  init_kwargs={"vad": cfg.vad, "segment": cfg.segment}),
+        StageSpec("write", write_batch, cfg.output.write_resources, batch_size=cfg.output.sources_per_write,
+                  call_kwargs={"out_dir": out_dir, "corpus": corpus, "run_id": run_id, "config_hash": config_hash,
+                               "output": cfg.output}),
+    ]
+
+
+def _fingerprint(sources: list[SourceRef], cfg: PipelineConfig) -> list[FingerprintedSource]:
+    import ray
+
+    from pipeline.graph import apply_stage
+
+    items = [{"index": i, "uri": s.uri, "path": s.path, "error": s.error} for i, s in enumerate(sources)]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
+    ds = apply_stage(ds, StageSpec("fingerprint", fingerprint_row, cfg.decode.resources))
+    rows = sorted(ds.take_all(), key=lambda r: r["index"])
+    return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
+
+
+def _ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=timezone.utc) if value is not None else None
+
+
+def _early_row(src: FingerprintedSource, status: str, why: str, corpus: str, run_id: str, config_hash: str) -> dict:
+    now = datetime.now(timezone.utc)
+    return {
+        "source_uri": src.uri, "sha256": src.sha256, "size_bytes": src.size_bytes,
+        "recording_id": recording_id(src.uri, src.sha256) if src.sha256 else None,
+        "corpus": corpus, "run_id": run_id, "config_hash": config_hash, "status": status, "error": why,
+        "segments": 0, "segments_kept": 0, "kept_seconds": 0.0, "shard_paths": [], "staged_paths": [],
+        "started_at": now, "finished_at": now,
+    }
+
+
+class _Committer:
+    """Gathers the writer's per-source rows and commits each batch once it is complete."""
+
+    def __init__(self, ledger: Ledger, layout: CorpusLayout, run_id: str) -> None:
+        self.ledger, self.layout, self.run_id = ledger, layout, run_id
+        self.pending: dict[str, list[dict]] = defaultdict(list)
+        self.commits = 0
+        self.shards = 0
+
+    def commit_rows(self, rows: list[dict]) -> None:
+        if rows:
+            self.ledger.commit(self.run_id, self.commits, rows)
+            self.commits += 1
+
+    def add(self, row: dict) -> list[dict] | None:
+        batch = self.pending[row["batch_id"]]
+        batch.append(row)
+        if len(batch) < row["batch_size"]:
+            return None
+        del self.pending[row["batch_id"]]
+        final_of: dict[str, str] = {}
+        ledger_rows = []
+        for r in batch:
+            for staged in r["staged_paths"] or []:
+                if staged not in final_of:
+                    final_of[staged] = self.layout.rel(self.layout.shard_path(self.run_id, self.shards))
+                    self.shards += 1
+            ledger_rows.append({
+                **{k: r.get(k) for k in ("source_uri", "sha256", "size_bytes", "recording_id", "corpus", "run_id",
+                                         "config_hash", "status", "error", "duration_s", "segments", "segments_kept",
+                                         "kept_seconds", "speakers", "container", "codec", "source_sample_rate",
+                                         "source_channels", "warning")},
+                "staged_paths": list(r["staged_paths"] or []),
+                "shard_paths": [final_of[s] for s in r["staged_paths"] or []],
+                "started_at": _ts(r.get("started_at")), "finished_at": _ts(r.get("finished_at")),
+            })
+        self.commit_rows(ledger_rows)
+        return ledger_rows
+
+
+def run_pipeline(
+    inputs: list[str],
+    corpus: str,
+    out_dir: str | Path,
+    cfg: PipelineConfig,
+    *,
+    retry_failed: bool = False,
+    progress: RunProgress | None = None,
+) -> RunSummary:
+    t0 = time.monotonic()
+    out_dir = str(Path(out_dir).resolve())
+    layout = CorpusLayout(Path(out_dir), corpus)
+    sources = discover(inputs)
+    run_id = new_run_id()
+    config_hash = cfg.config_hash()
+    summary = RunSummary(run_id=run_id, corpus=corpus, out_dir=out_dir, config_hash=config_hash, sources=len(sources))
+    progress = progress or RunProgress()
+    with CorpusLock(layout.lock_path, run_id):
+        ledger = Ledger(layout)
+        summary.recovery = ledger.recover().describe()
+        run_dir = layout.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(f"# config_hash: {config_hash}\n" + cfg.to_yaml())
+        (run_dir / "inputs.json").write_text(json.dumps(inputs, indent=1))
+        log.info("run %s on corpus %r: %d source(s) found; config %s", run_id, corpus, len(sources), config_hash)
+        if not sources:
+            log.warning("no sources found in %s", " ".join(inputs))
+
+        ensure_ray(cfg.ray)
+        fingerprinted = _fingerprint(sources, cfg) if sources else []
+        plan = plan_run(fingerprinted, ledger.index(config_hash), retry_failed)
+        committer = _Committer(ledger, layout, run_id)
+        early = [_early_row(s, "skipped", why, corpus, run_id, config_hash) for s, why in plan.skipped]
+        early += [_early_row(s, "failed", why, corpus, run_id, config_hash) for s, why in plan.failed]
+        committer.commit_rows(early)
+        summary.skipped = len(plan.skipped)
+        summary.failed = len(plan.failed)
+        summary.failures = [(s.uri, why) for s, why in plan.failed]
+        summary.processed = len(plan.process)
+        if plan.process:
+            log.info("processing %d source(s); %d skipped, %d unreadable", len(plan.process), len(plan.skipped), len(plan.failed))
+            finished = _process(plan.process, cfg, out_dir, corpus, run_id, config_hash, committer, progress)
+            for r in finished:
+                summary.audio_seconds += r.get("duration_s") or 0.0
+                summary.segments += r.get("segments") or 0
+                summary.segments_kept += r.get("segments_kept") or 0
+                summary.kept_seconds += r.get("kept_seconds") or 0.0
+                if r["status"] == "done":
+                    summary.done += 1
+                else:
+                    summary.failed += 1
+                    summary.failures.append((r["source_uri"], r["error"]))
+        summary.wall_seconds = time.monotonic() - t0
+        (run_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=1))
+    return summary
+
+
+def _process(process: list[FingerprintedSource], cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str,
+             config_hash: str, committer: _Committer, progress: RunProgress) -> list[dict]:
+    import ray
+
+    from pipeline.graph import apply_stage
+
+    items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
+              "recording_id": recording_id(s.uri, s.sha256)} for s in process]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    for spec in build_stages(cfg, out_dir, corpus, run_id, config_hash):
+        ds = apply_stage(ds, spec)
+    finished: list[dict] = []
+    progress.start(len(items))
+    try:
+        for row in ds.iter_rows():
+            committed = committer.add(row)
+            for r in committed or []:
+                finished.append(r)
+                progress.source_finished(r["status"], r.get("duration_s"), r.get("segments") or 0)
+    finally:
+        progress.close()
+    if committer.pending:
+        raise RuntimeError(f"{len(committer.pending)} written batch(es) arrived incomplete; they were not committed")
+    return finished

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Creates .venv from requirements.lock and installs the system packages the pipeline needs.
+# Idempotent: a stamp in .venv holds the hash of the lock and of this script; nothing is
+# reinstalled while they are unchanged. Facts behind the torch/torchaudio steps:
+# ../shared/notes/install.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+LOCK=requirements.lock
+STAMP="$VENV/.setup-stamp"
+UV_VERSION=0.13.9
+
+log() { echo "setup: $*" >&2; }
+
+# --- system packages -------------------------------------------------------------------
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "ffmpeg is missing and this user cannot install it: run 'sudo apt-get install ffmpeg'"
+    exit 1
+  fi
+  log "installing system packages: ffmpeg"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+
+# --- python environment ----------------------------------------------------------------
+want=$(cat "$LOCK" pyproject.toml "$0" | sha256sum | cut -c1-64)
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  log ".venv is up to date"
+  exit 0
+fi
+
+PY=$(command -v python3.11 || command -v python3)
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  log "Python 3.11 is required; found $("$PY" --version)"
+  exit 1
+fi
+
+# torch==2.13.0+cpu is a local wheel: uv does not read pip's config, so pass its folder.
+FIND_LINKS=${TORCH_FIND_LINKS:-$(pip config get global.find-links 2>/dev/null || true)}
+FIND_LINKS=${FIND_LINKS:-/opt/wheels}
+
+log "creating $VENV from $LOCK (about a minute)"
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q "uv==$UV_VERSION"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode \
+  --find-links "$FIND_LINKS" -r "$LOCK"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
+
+# Every torchaudio >= 2.10 on PyPI is a CUDA build; without its compiled libraries it
+# works as pure Python, which is all pyannote/speechbrain/funasr need here.
+rm -f "$VENV"/lib/python3.11/site-packages/torchaudio/lib/*.so
+
+"$VENV/bin/python" -c 'import torch, torchaudio, ray, pyarrow, ffmpeg, silero_vad, pipeline' \
+  || { log "the environment does not import; see the errors above"; exit 1; }
+echo "$want" > "$STAMP"
+log "done"

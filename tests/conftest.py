@@ -1,0 +1,39 @@
+"""Shared fixtures: one Ray session for the whole suite, paths to the real clips."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REAL = Path(os.environ.get("REFINERY_SHARED_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+def real_clip(*parts: str) -> Path:
+    path = SHARED_REAL.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"shared test clip missing: {path} (tests read real audio from ../shared/data/real)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the suite; its address lets subprocess drivers attach to it."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from pipeline.config import RayConfig
+    from pipeline.run import ensure_ray
+
+    ensure_ray(RayConfig(num_cpus=2, object_store_memory_gb=1.5))
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_wav() -> Path:
+    import pyannote.audio.sample as sample
+
+    return Path(sample.__file__).parent / "sample.wav"

@@ -1,0 +1,1 @@
+"""Language ID, Whisper and Paraformer transcription, Chinese punctuation, text filters (issue 4)."""
