@@ -1,0 +1,72 @@
+import pytest
+
+from pipeline.config import ConfigError, PipelineConfig, load_config
+
+
+def test_defaults_hold_the_design_thresholds():
+    cfg = PipelineConfig()
+    assert cfg.diarization.cluster_merge_threshold == 0.6
+    assert cfg.diarization.reassign_chunk_s == 1.5
+    assert cfg.diarization.reassign_threshold == 0.5
+    assert cfg.segment.max_duration_s == 27.0
+    assert cfg.segment.max_gap_s == 2.0
+    assert (cfg.transcribe.zh_comma_gap_s, cfg.transcribe.zh_full_stop_gap_s) == (0.5, 1.0)
+    assert cfg.language_id.languages == ["en", "zh"]
+    assert cfg.output.sample_rate == 24000
+
+
+def test_overrides_are_typed_and_applied():
+    cfg = load_config(None, ["segment.max_gap_s=1.5", "language_id.languages=[en]", "vad.pool.max_size=3"])
+    assert cfg.segment.max_gap_s == 1.5
+    assert cfg.language_id.languages == ["en"]
+    assert cfg.vad.pool.max_size == 3
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("segment.max_gap_s=abc", "segment.max_gap_s"),
+        ("segment.nope=1", "segment.nope"),
+        ("nosection.x=1", "nosection"),
+        ("vad.threshold=1.5", "vad.threshold"),
+        ("output.sample_rate=-1", "output.sample_rate"),
+        ("vad.pool.min_size=4", "vad.pool"),
+    ],
+)
+def test_invalid_overrides_name_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert key in str(err.value)
+
+
+def test_override_without_equals_is_refused():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["segment.max_gap_s"])
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("segment:\n  max_duration_s: 20\nvad:\n  threshold: 0.4\n")
+    cfg = load_config(path, ["vad.threshold=0.3"])
+    assert cfg.segment.max_duration_s == 20
+    assert cfg.vad.threshold == 0.3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("segment:\n  max_duration: 20\n")
+    with pytest.raises(ConfigError, match="segment.max_duration"):
+        load_config(bad)
+
+
+def test_config_hash_ignores_resources_but_not_thresholds():
+    base = load_config().config_hash()
+    assert load_config(None, ["vad.resources.num_gpus=1", "vad.pool.max_size=8", "ray.num_cpus=64",
+                              "output.max_shard_rows=10", "vad.batch_size=32"]).config_hash() == base
+    assert load_config(None, ["segment.max_gap_s=1.0"]).config_hash() != base
+    assert load_config(None, ["output.sample_rate=16000"]).config_hash() != base
+    assert len(base) == 16 and base == PipelineConfig().config_hash()
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["segment.max_gap_s=1.25"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path).config_hash() == cfg.config_hash()
