@@ -74,11 +74,14 @@ def decode(
     non_finite: str = "fail",
     timeout_s: float = 3600.0,
 ) -> DecodedAudio:
-    """Decode ``path`` to mono float32 at ``sample_rate`` (ffmpeg averages the channels)."""
+    """Decode ``path`` to mono float32 at ``sample_rate``; the channels are averaged."""
     info = probe(path, timeout_s=min(timeout_s, 120.0))
+    out_args: dict = {"format": "f32le", "acodec": "pcm_f32le", "ac": 1, "ar": sample_rate, "map": "0:a:0"}
+    if 1 < info.channels <= _PAN_MAX_CHANNELS:
+        out_args["af"] = _average_channels(info.channels)
     cmd = (
         ffmpeg.input(path)
-        .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, map="0:a:0")
+        .output("pipe:", **out_args)
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
         .compile()
     )
@@ -100,6 +103,22 @@ def decode(
         samples[~np.isfinite(samples)] = 0.0
     warning = _last_line(proc.stderr) if proc.stderr.strip() else None
     return DecodedAudio(samples=samples, sample_rate=sample_rate, info=info, non_finite_replaced=bad, warning=warning)
+
+
+# ffmpeg's pan filter takes at most 64 channels; beyond that ffmpeg's own downmix is used.
+_PAN_MAX_CHANNELS = 64
+
+
+def _average_channels(channels: int) -> str:
+    """An ffmpeg ``pan`` filter that gives every channel the same weight, 1/channels.
+
+    ffmpeg's own ``-ac 1`` downmix is no average: with float output it does not normalise,
+    so stereo becomes 0.707 * (L + R) (over full scale for loud in-phase stereo), and more
+    than two channels with no channel mask are taken for a surround layout (8: 7.1) whose
+    4th channel is dropped as LFE and whose other channels are summed at surround gains.
+    """
+    gain = f"{1.0 / channels:.10g}"
+    return "pan=mono|c0=" + "+".join(f"{gain}*c{i}" for i in range(channels))
 
 
 def _last_line(stderr: bytes | None) -> str:

@@ -90,7 +90,7 @@ def ensure_ray(cfg: RayConfig) -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = cfg.preserve_order
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. "progress bars disabled"
 
 
 def build_stages(cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str, config_hash: str) -> list[StageSpec]:

@@ -19,7 +19,7 @@ class VadSegmenter:
     def __init__(self, vad: VadConfig, segment: SegmentConfig) -> None:
         self.vad_cfg = vad
         self.seg_cfg = segment
-        self.vad = SileroVad(vad.model, vad.sample_rate)
+        self.vad = SileroVad(vad.model, vad.sample_rate, vad.device)
         self.model_id = f"{vad.model}@{version('silero-vad')}"
         self.params = VadParams(
             threshold=vad.threshold, min_speech_s=vad.min_speech_s, min_silence_s=vad.min_silence_s,

@@ -70,3 +70,15 @@ def test_round_trip_through_yaml(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(cfg.to_yaml())
     assert load_config(path).config_hash() == cfg.config_hash()
+
+
+def test_cli_refuses_a_bad_override_naming_the_key(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    result = CliRunner().invoke(main, ["run", str(tmp_path), "--corpus", "c", "--out", str(tmp_path / "o"),
+                                       "--set", "segment.max_gap_s=-3"])
+    assert result.exit_code != 0
+    assert "segment.max_gap_s" in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything was written
