@@ -9,7 +9,7 @@ import numpy as np
 from audio_io.flac import encode_flac
 from audio_io.resample import resample
 from manifests.ids import segment_id
-from manifests.span import Span
+from manifests.planned_segment import PlannedSegment
 
 
 @dataclass(frozen=True)
@@ -26,20 +26,19 @@ def build_segment_rows(
     ctx: RecordingContext,
     samples: np.ndarray,
     sample_rate: int,
-    kept: list[Span],
-    dropped: list[tuple[Span, str]],
+    segments: list[PlannedSegment],
     output_rate: int,
     flac_subtype: str = "PCM_16",
 ) -> list[dict]:
-    """One row per span, in time order. Dropped spans keep their audio and say why."""
+    """One row per segment, in time order. Dropped segments keep their audio and say why."""
     audio = resample(samples, sample_rate, output_rate)
-    entries = [(s, None) for s in kept] + list(dropped)
-    entries.sort(key=lambda e: (e[0].start, e[0].end))
     rows = []
-    for span, reason in entries:
-        a, b = int(round(span.start * output_rate)), int(round(span.end * output_rate))
+    for seg in sorted(segments, key=lambda s: (s.start, s.end, s.speaker or "")):
+        a, b = int(round(seg.start * output_rate)), int(round(seg.end * output_rate))
         piece = audio[a : max(b, a + 1)]
-        sid = segment_id(ctx.recording_id, span.start, span.end)
+        sid = segment_id(ctx.recording_id, seg.start, seg.end)
+        if seg.speaker is not None:
+            sid = f"{sid}-{seg.speaker.rsplit('/', 1)[-1]}"  # overlapping turns of two speakers
         rows.append(
             {
                 "segment_id": sid,
@@ -48,17 +47,17 @@ def build_segment_rows(
                 "corpus": ctx.corpus,
                 "run_id": ctx.run_id,
                 "config_hash": ctx.config_hash,
-                "start": round(span.start, 3),
-                "end": round(span.end, 3),
-                "duration": round(span.end - span.start, 3),
-                "speaker": span.speaker,
-                "overlap_ratio": None,
-                "language": None,
-                "language_prob": None,
-                "text": None,
-                "words": None,
-                "kept": reason is None,
-                "drop_reason": reason,
+                "start": round(seg.start, 3),
+                "end": round(seg.end, 3),
+                "duration": round(seg.end - seg.start, 3),
+                "speaker": seg.speaker,
+                "overlap_ratio": seg.overlap_ratio,
+                "language": seg.language,
+                "language_prob": seg.language_prob,
+                "text": seg.text,
+                "words": seg.words,
+                "kept": seg.kept,
+                "drop_reason": seg.drop_reason,
                 "audio": {"bytes": encode_flac(piece, output_rate, flac_subtype), "path": f"{sid}.flac"},
                 "audio_enhanced": None,
                 "sample_rate": output_rate,

@@ -10,6 +10,7 @@ import click
 from manifests.cli import manifest
 from manifests.lock import CorpusLocked
 from pipeline.config import ConfigError, load_config
+from pipeline.eval_cli import eval_group
 from pipeline.sources import InputError
 
 
@@ -74,6 +75,7 @@ def config_show(config_path, overrides) -> None:
 
 
 main.add_command(manifest)
+main.add_command(eval_group)
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,8 @@ from importlib.metadata import version
 
 from diarization.segment_merge import merge_adjacent, partition_by_length, split_long
 from diarization.vad import SileroVad, VadParams
+from manifests import planned_segment
+from manifests.planned_segment import PlannedSegment
 from pipeline.config import SegmentConfig, VadConfig
 
 
@@ -40,9 +42,9 @@ class VadSegmenter:
             spans = split_long(spans, self.seg_cfg.max_duration_s, samples, sr)
             kept, short = partition_by_length(spans, self.seg_cfg.min_duration_s)
             reason = f"shorter than {self.seg_cfg.min_duration_s} s (segment.min_duration_s)"
-            decisions = [{"start": s.start, "end": s.end, "speaker": s.speaker, "drop_reason": None} for s in kept]
-            decisions += [{"start": s.start, "end": s.end, "speaker": s.speaker, "drop_reason": reason} for s in short]
-            out["segments_json"] = json.dumps(decisions)
+            planned = [PlannedSegment(s.start, s.end, s.speaker) for s in kept]
+            planned += [PlannedSegment(s.start, s.end, s.speaker, drop_reason=reason) for s in short]
+            out["segments_json"] = planned_segment.dumps(planned)
         except Exception as exc:  # noqa: BLE001
             out.update(status="failed", error=f"segmentation failed: {type(exc).__name__}: {exc}")
         return out

@@ -16,7 +16,7 @@ from pathlib import Path
 from manifests.layout import CorpusLayout
 from manifests.segment_rows import RecordingContext, build_segment_rows
 from manifests.shards import ShardLimits, write_staged_shards
-from manifests.span import Span
+from manifests import planned_segment
 from pipeline.config import OutputConfig
 
 # Fields passed through to the ledger row unchanged.
@@ -60,11 +60,9 @@ def write_batch(rows: list[dict], *, out_dir: str, corpus: str, run_id: str, con
 
 
 def _segment_rows(row: dict, corpus: str, run_id: str, config_hash: str, output: OutputConfig) -> list[dict]:
-    decisions = json.loads(row["segments_json"])
-    kept = [Span(d["start"], d["end"], d["speaker"]) for d in decisions if d["drop_reason"] is None]
-    dropped = [(Span(d["start"], d["end"], d["speaker"]), d["drop_reason"]) for d in decisions if d["drop_reason"] is not None]
     ctx = RecordingContext(
         recording_id=row["recording_id"], source_uri=row["source_uri"], corpus=corpus, run_id=run_id,
         config_hash=config_hash, models=tuple(tuple(m) for m in json.loads(row.get("models_json") or "[]")),
     )
-    return build_segment_rows(ctx, row["samples"], row["sample_rate"], kept, dropped, output.sample_rate, output.flac_subtype)
+    segments = planned_segment.loads(row["segments_json"])
+    return build_segment_rows(ctx, row["samples"], row["sample_rate"], segments, output.sample_rate, output.flac_subtype)

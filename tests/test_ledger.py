@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,17 +13,16 @@ from manifests.incremental import FingerprintedSource, plan_run
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger, LedgerIndex
 from manifests.lock import CorpusLock, CorpusLocked
+from manifests.planned_segment import PlannedSegment
+from manifests.schema import LEDGER_SCHEMA
 from manifests.segment_rows import RecordingContext, build_segment_rows
-from manifests.shards import ShardLimits, plan_shards, write_staged_shards
-from manifests.span import Span
-
-import numpy as np
+from manifests.shards import ShardLimits, plan_shards, write_parquet_atomic, write_staged_shards
 
 
 def _segments(n, rec="r1"):
     ctx = RecordingContext(rec, f"/a/{rec}.wav", "c", "run1", "h")
     x = np.zeros(24000 * 2 * n, dtype=np.float32)
-    return build_segment_rows(ctx, x, 24000, [Span(2 * i, 2 * i + 1.5) for i in range(n)], [], 24000)
+    return build_segment_rows(ctx, x, 24000, [PlannedSegment(2 * i, 2 * i + 1.5) for i in range(n)], 24000)
 
 
 def _ledger_row(layout, rec, staged, final, status="done", sha="s1"):
@@ -44,10 +45,6 @@ def test_commit_makes_staged_shards_visible_and_recover_rolls_forward(tmp_path):
     rel_staged = [layout.rel(p) for p, _ in staged]
     final = [layout.rel(layout.shard_path("run1", 0))]
     # Simulate a kill right after the ledger commit, before the shards moved.
-    from manifests.shards import write_parquet_atomic
-    import pyarrow as pa
-    from manifests.schema import LEDGER_SCHEMA
-
     write_parquet_atomic(pa.Table.from_pylist([_ledger_row(layout, "r1", rel_staged, final)], schema=LEDGER_SCHEMA),
                          layout.ledger_commit_path("run1", 0))
     assert not layout.abs(final[0]).exists()
