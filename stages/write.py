@@ -33,7 +33,7 @@ def write_batch(rows: list[dict], *, out_dir: str, corpus: str, run_id: str, con
     for i, row in enumerate(rows):
         res = {k: row.get(k) for k in _LEDGER_FIELDS}
         res.update(corpus=corpus, run_id=run_id, config_hash=config_hash, batch_id=batch_id, batch_size=len(rows),
-                   segments=0, segments_kept=0, kept_seconds=0.0, speakers=None, staged_paths=[])
+                   segments=0, segments_kept=0, kept_seconds=0.0, speakers=row.get("speakers"), staged_paths=[])
         if row["status"] == "ok":
             try:
                 built = _segment_rows(row, corpus, run_id, config_hash, output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,18 @@ def demo_wav() -> Path:
     import pyannote.audio.sample as sample
 
     return Path(sample.__file__).parent / "sample.wav"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_speechbrain_lazy_redirects():
+    """Leave no unloaded speechbrain lazy modules in sys.modules after a test module.
+
+    Importing speechbrain (the ECAPA backend, pyannote.audio.pipelines) registers lazy
+    redirect modules whose attribute access raises ImportError when an optional
+    dependency such as k2 is missing; hypothesis reads ``__file__`` of every module in
+    sys.modules, so every later hypothesis test in the process would fail.
+    """
+    yield
+    for name, module in list(sys.modules.items()):
+        if type(module).__module__ == "speechbrain.utils.importutils" and vars(module).get("lazy_module") is None:
+            del sys.modules[name]

@@ -1,0 +1,192 @@
+"""Text filters: each check on constructed segments, the measures behind them, the real fastText model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from manifests import planned_segment
+from manifests.planned_segment import PlannedSegment
+from pipeline.config import FilterConfig, load_config
+from stages.text_filter import TextFilterStage
+from transcription.filters import (
+    FastTextLanguageId,
+    check_segment,
+    filter_params,
+    filter_recordings,
+    script_ratio,
+    text_language,
+)
+from transcription.quality import compression_ratio, max_ngram_repeats, silence_phrase
+from transcription.rows import open_rows
+
+PARAMS = filter_params(FilterConfig())
+
+
+@pytest.fixture(scope="module")
+def fasttext_lid() -> FastTextLanguageId:
+    return FastTextLanguageId()
+
+
+class FakeLid:
+    """Says what it is told: (label, prob) pairs."""
+
+    def __init__(self, preds: list[tuple[str, float]]) -> None:
+        self.preds = preds
+
+    def predict(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        return self.preds[:k]
+
+
+def seg(text: str | None, language: str = "en", start: float = 0.0, end: float = 5.0, **extra) -> PlannedSegment:
+    return PlannedSegment(start, end, language=language, language_prob=0.99, text=text, extra=dict(extra))
+
+
+GOOD_EN = "It was the first great sorrow of his life, it was not so much the loss."
+GOOD_ZH = "我有的时候说不清楚，你们知道吗。"
+
+
+def checks(s: PlannedSegment, lid=None, params=PARAMS) -> list[str]:
+    fails, _ = check_segment(s, params, lid if lid is not None else FakeLid([(s.language or "en", 0.99)]))
+    return [f.check for f in fails]
+
+
+def test_clean_segments_pass() -> None:
+    assert checks(seg(GOOD_EN)) == []
+    assert checks(seg(GOOD_ZH, "zh", end=3.0)) == []
+
+
+@pytest.mark.parametrize(("start", "end", "fails"), [(0.0, 0.6, True), (0.0, 1.0, False), (0.0, 30.0, False), (0.0, 31.0, True)])
+def test_duration_bounds(start: float, end: float, fails: bool) -> None:
+    text = " ".join(["word"] * int(max(1, (end - start) * 2)))  # 2 words/s keeps chars/s in bounds
+    assert ("duration" in checks(seg(text, start=start, end=end))) is fails
+
+
+def test_empty_text() -> None:
+    assert checks(seg("")) == ["empty_text"]
+    assert checks(seg(None)) == ["empty_text"]
+
+
+def test_silence_phrases() -> None:
+    assert "silence_phrase" in checks(seg("Thanks for watching!", end=2.0))
+    assert "silence_phrase" in checks(seg("谢谢观看。", "zh", end=2.0))
+    assert "silence_phrase" in checks(seg("Thank you. Thank you.", end=2.0))
+    assert "silence_phrase" not in checks(seg("Thanks for watching the game with me tonight.", end=3.0))
+    assert silence_phrase("THANK   YOU!!", ["thank you"]) == "thank you"
+    assert silence_phrase("thank", ["thank you"]) is None
+
+
+def test_no_speech_follows_whispers_rule() -> None:
+    # high no-speech probability AND low average log-probability: silence
+    assert "no_speech" in checks(seg(GOOD_EN, no_speech_prob=0.9, avg_logprob=-1.5))
+    # high no-speech probability but a confident decode: kept (Whisper's own rule)
+    assert "no_speech" not in checks(seg(GOOD_EN, no_speech_prob=0.9, avg_logprob=-0.2))
+    assert "no_speech" not in checks(seg(GOOD_EN, no_speech_prob=0.1, avg_logprob=-1.5))
+    # models without these figures (Paraformer) are not judged
+    assert "no_speech" not in checks(seg(GOOD_ZH, "zh", end=3.0))
+    alone = filter_params(FilterConfig(no_speech_max_avg_logprob=None))
+    assert "no_speech" in checks(seg(GOOD_EN, no_speech_prob=0.9, avg_logprob=-0.2), params=alone)
+
+
+def test_compression_ratio_and_repeated_ngrams() -> None:
+    loop = "I'm going to go to the store. " * 12
+    fails = checks(seg(loop, end=25.0))
+    assert "compression_ratio" in fails and "repeated_ngram" in fails
+    assert compression_ratio(loop) > 2.4 > compression_ratio(GOOD_EN)
+    assert compression_ratio("") == 0.0
+    # a repeated word is caught even when the whole text is too short to compress well
+    assert checks(seg("no no no no no no", end=3.0)) == ["repeated_ngram"]
+    assert checks(seg("no no no no", end=3.0)) == []  # 4 copies: the default allows 4
+    zh_loop = "我们" * 8
+    assert "repeated_ngram" in checks(seg(zh_loop + "。", "zh", end=3.0))
+
+
+def test_max_ngram_repeats() -> None:
+    assert max_ngram_repeats([], 4) == (0, 0)
+    assert max_ngram_repeats(list("abc"), 4) == (1, 1)
+    assert max_ngram_repeats(list("ababab") + ["c"], 4) == (3, 2)
+    assert max_ngram_repeats(list("xaaaay"), 4) == (4, 1)
+    assert max_ngram_repeats(list("abcabc"), 2) == (1, 1)  # a 3-gram is beyond max_n
+
+
+def test_chars_per_second_bounds() -> None:
+    assert "chars_per_s" in checks(seg(GOOD_EN, end=1.5))  # ~55 letters in 1.5 s
+    assert "chars_per_s" in checks(seg("Okay then.", end=20.0))  # 9 letters in 20 s
+    assert "chars_per_s" in checks(seg("我有的时候说不清楚你们知道吗", "zh", end=1.0))  # 14 characters in 1 s
+    assert "chars_per_s" not in checks(seg(GOOD_ZH, "zh", end=3.0))
+
+
+def test_charset() -> None:
+    assert "charset" in checks(seg("我有的时候说不清楚你们知道吗", "en", end=5.0))
+    assert "charset" in checks(seg("Это был первый великий день в его жизни и так далее", "en", end=5.0))
+    assert "charset" in checks(seg("it was the first great sorrow of his life", "zh", end=5.0))
+    assert script_ratio("我在 New York 住了三年", "zh") == pytest.approx(6 / 8)  # 6 characters, 2 words
+    assert script_ratio("Room 101 is here", "en") == 1.0  # digits are neutral
+    assert script_ratio("texte", "fr") is None  # no script rule: not checked
+
+
+def test_text_lid_with_a_fake_model() -> None:
+    assert checks(seg(GOOD_EN), FakeLid([("en", 0.9)])) == []
+    assert checks(seg(GOOD_EN), FakeLid([("de", 0.8), ("en", 0.1)])) == ["text_lid"]
+    assert checks(seg(GOOD_EN), FakeLid([("en", 0.4), ("de", 0.3)])) == ["text_lid"]  # right label, too unsure
+    # related labels count as the audio language (filters.text_lid_aliases): zh 0.4 + yue 0.3 > ja 0.2
+    assert checks(seg(GOOD_ZH, "zh", end=3.0), FakeLid([("zh", 0.4), ("yue", 0.3), ("ja", 0.2)])) == []
+    assert text_language(FakeLid([("zh", 0.4), ("yue", 0.3), ("ja", 0.2)]), GOOD_ZH, "zh", {"zh": ("yue",)}) == ("zh", pytest.approx(0.7))
+
+
+def test_short_texts_are_not_judged_by_text_lid_and_that_is_recorded() -> None:
+    fails, figures = check_segment(seg("换一首歌。", "zh", end=1.5), PARAMS, FakeLid([("ja", 0.52), ("zh", 0.46)]))
+    assert fails == []
+    assert figures["text_lid"].startswith("skipped: 4 units < 6")
+
+
+def test_real_fasttext_model(fasttext_lid: FastTextLanguageId) -> None:
+    assert text_language(fasttext_lid, GOOD_EN, "en", {})[0] == "en"
+    assert text_language(fasttext_lid, GOOD_ZH, "zh", {"zh": ("wuu", "yue")})[0] == "zh"
+    assert checks(seg(GOOD_EN), fasttext_lid) == []
+    assert checks(seg("Das war der erste große Kummer seines Lebens, es war nicht so sehr der Verlust.", "en"),
+                  fasttext_lid) == ["text_lid"]
+
+
+def test_reasons_group_by_check_not_by_value() -> None:
+    a = seg("word " * 3, start=0.0, end=0.4)
+    b = seg("word " * 3, start=0.0, end=0.7)
+    for s in (a, b):
+        fails, _ = check_segment(s, PARAMS, None)
+        s.drop(fails[0].reason)
+    assert a.drop_reason == b.drop_reason
+    assert a.drop_reason.startswith("duration:") and "filters.min_duration_s" in a.drop_reason
+
+
+def test_filter_stage_marks_rows_and_keeps_every_segment(fasttext_lid: FastTextLanguageId) -> None:
+    segments = [
+        seg(GOOD_EN, start=0.0, end=5.0, avg_logprob=-0.2, no_speech_prob=0.01),
+        seg("Thank you.", start=6.0, end=7.5),
+        seg("I'm going to go to the store. " * 12, start=8.0, end=30.0, retried=True),
+        PlannedSegment(31.0, 31.5, drop_reason="shorter than 1.0 s (segment.min_duration_s)"),
+    ]
+    row = {"status": "ok", "samples": np.zeros(16000 * 32, np.float32), "sample_rate": 16000, "recording_id": "r",
+           "segments_json": planned_segment.dumps(segments), "models_json": json.dumps([["vad", "x"]])}
+    failed = {"status": "failed", "error": "decode failed", "recording_id": "bad"}
+    stage = TextFilterStage(load_config().filters)
+    out, passed = stage([row, failed])
+    assert passed is failed
+    result = planned_segment.loads(out["segments_json"])
+    assert len(result) == 4
+    assert [s.kept for s in result] == [True, False, False, False]
+    assert result[1].drop_reason.startswith("silence_phrase")
+    assert result[2].drop_reason.startswith("compression_ratio") and "after a deterministic retry" in result[2].drop_reason
+    assert result[2].extra["filter_failures"][:2] == ["compression_ratio", "repeated_ngram"]
+    assert result[3].drop_reason == "shorter than 1.0 s (segment.min_duration_s)"  # the first reason stays
+    assert result[0].extra["filters"]["text_lid"][0] == "en"
+    assert json.loads(out["models_json"])[-1][0] == "text_filter"
+
+
+def test_filter_recordings_core_runs_without_ray_or_models() -> None:
+    row = {"status": "ok", "samples": np.zeros(10, np.float32), "sample_rate": 16000,
+           "segments_json": planned_segment.dumps([seg(""), seg(GOOD_EN)])}
+    recs = [r for r in open_rows([row], with_audio=False) if r is not None]
+    filter_recordings(recs, PARAMS, None)
+    assert [s.kept for s in recs[0].segments] == [False, True]
