@@ -162,3 +162,20 @@ def test_failed_sources_are_skipped_until_retried(ray_session, tmp_path, demo_wa
     # a changed config processes everything again
     fourth = run_pipeline([str(src)], "c", out, load_config(None, ["segment.max_gap_s=1.0"]))
     assert fourth.processed == 2 and fourth.done == 1
+
+
+def test_rows_carry_speakers_languages_and_the_ledger_counts_speakers(first_run, demo_wav):
+    out, _ = first_run
+    ledger = {r["source_uri"]: r for r in Ledger(CorpusLayout(out, "real")).read().to_pylist()}
+    assert ledger[str(demo_wav.resolve())]["speakers"] == 2
+    rows = _segments(out, columns=["source_uri", "recording_id", "speaker", "overlap_ratio", "kept", "language",
+                                   "text", "models"]).to_pylist()
+    for r in rows:
+        assert r["speaker"].startswith(r["recording_id"] + "/S")
+        assert 0.0 <= r["overlap_ratio"] <= 1.0
+        stages = {m["stage"] for m in r["models"]}
+        assert {"diarization", "speaker_embedding"} <= stages
+        if r["kept"]:
+            assert r["language"] in ("en", "zh") and r["text"]
+    sample = [r for r in rows if r["source_uri"] == str(demo_wav.resolve()) and r["kept"]]
+    assert len({r["speaker"] for r in sample}) == 2
