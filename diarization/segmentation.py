@@ -87,7 +87,6 @@ class PowersetSegmentation:
     def __call__(self, audio: np.ndarray) -> WindowActivations:
         """``audio``: mono float32 at 16 kHz."""
         n = len(audio)
-        total_frames = frames_in(max(n, self.window_samples))
         step = self.step_frames * FRAME_STEP
         starts = list(range(0, max(1, n - self.window_samples + 1), step))
         if starts[-1] + self.window_samples < n:  # a last window flush with the end
@@ -103,6 +102,5 @@ class PowersetSegmentation:
         activations = probs @ POWERSET  # marginals per local speaker
         count = POWERSET.sum(axis=1)[np.argmax(logp, axis=-1)]
         start_frames = np.array([s // FRAME_STEP for s in starts])
-        total_frames = max(total_frames, int(start_frames[-1]) + logp.shape[1])
         return WindowActivations(start_frames, activations.astype(np.float32), count.astype(np.float32),
                                  frames_in(n) if n >= RECEPTIVE_FIELD else 0)

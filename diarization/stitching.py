@@ -127,8 +127,8 @@ def build_tracks(wa: WindowActivations, p: StitchParams) -> tuple[dict[tuple[int
 
 
 def reconstruct(wa: WindowActivations, track: dict[tuple[int, int], int], num_tracks: int, p: StitchParams,
-                duration_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame track activations [frames, tracks] and binary activity after speaker counting."""
+                duration_s: float) -> np.ndarray:
+    """Binary activity [frames, tracks] after speaker counting."""
     F = wa.frames_per_window
     total = int(wa.start_frames[-1]) + F
     score = np.zeros((total, num_tracks), dtype=np.float64)
@@ -153,7 +153,7 @@ def reconstruct(wa: WindowActivations, track: dict[tuple[int, int], int], num_tr
         for c in range(1, min(3, num_tracks) + 1):
             rows = np.nonzero(n_active >= c)[0]
             active[rows, order[rows, c - 1]] = True
-    return score, active
+    return active
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -189,7 +189,7 @@ def stitch(wa: WindowActivations, p: StitchParams, duration_s: float) -> Tracks:
         return Tracks(turns=[])
     track, cannot = build_tracks(wa, p)
     num_tracks = max(track.values(), default=-1) + 1
-    _, active = reconstruct(wa, track, num_tracks, p, duration_s)
+    active = reconstruct(wa, track, num_tracks, p, duration_s)
     labels = [f"T{t:02d}" for t in range(num_tracks)]
     turns = turns_from_activity(active, labels, p, duration_s)
     used = {s.speaker for s in turns}

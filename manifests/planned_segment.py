@@ -2,7 +2,8 @@
 
 Recording-level rows in the Ray graph carry their segments as ``segments_json`` (a JSON
 list of ``PlannedSegment``), so each stage reads the list, fills in its fields and writes
-it back. Any stage may drop a segment by setting ``drop_reason``; the first reason stays
+it back; each model stage adds its model ids to the row's ``models_json``
+(``append_models``). Any stage may drop a segment by setting ``drop_reason``; the first reason stays
 (``drop``), and the row is still written with ``kept=false``.
 """
 
@@ -47,3 +48,12 @@ def dumps(segments: list[PlannedSegment]) -> str:
 
 def loads(text: str | None) -> list[PlannedSegment]:
     return [PlannedSegment(**{k: v for k, v in d.items() if k in _FIELDS}) for d in json.loads(text or "[]")]
+
+
+def append_models(models_json: str | None, models: list[tuple[str, str]]) -> str:
+    """A row's ``models_json`` ([stage, model id] pairs) with ``models`` added once each."""
+    pairs = json.loads(models_json or "[]")
+    for stage, model in models:
+        if [stage, model] not in pairs:
+            pairs.append([stage, model])
+    return json.dumps(pairs)

@@ -7,8 +7,6 @@ runs ``diarization.diarizer.Diarizer`` and writes the segments (speaker
 
 from __future__ import annotations
 
-import json
-
 from diarization.diarizer import Diarizer
 from manifests import planned_segment
 from pipeline.config import DiarizationConfig, SegmentConfig
@@ -22,8 +20,8 @@ class DiarizeSegmenter:
         return [self.diarize_row(r) for r in rows]
 
     def diarize_row(self, row: dict) -> dict:
-        models = json.loads(row.get("models_json") or "[]") + [[k, v] for k, v in self.diarizer.model_ids.items()]
-        out = dict(row, segments_json="[]", models_json=json.dumps(models), speakers=None)
+        models = planned_segment.append_models(row.get("models_json"), list(self.diarizer.model_ids.items()))
+        out = dict(row, segments_json="[]", models_json=models, speakers=None)
         if row["status"] != "ok":
             return out
         try:

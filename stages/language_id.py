@@ -10,7 +10,7 @@ from __future__ import annotations
 from pipeline.config import LanguageIdConfig
 from transcription.language_id import LidPolicy, WhisperLanguageId, identify_languages
 from transcription.models import load_whisper, whisper_model_version
-from transcription.rows import fail_row, open_rows
+from transcription.rows import process_rows
 
 
 class LanguageIdStage:
@@ -22,10 +22,5 @@ class LanguageIdStage:
         self.models = [("language_id", whisper_model_version(cfg.model))]
 
     def __call__(self, rows: list[dict]) -> list[dict]:
-        recs = open_rows(rows)
-        live = [r for r in recs if r is not None]
-        try:
-            identify_languages(live, self.lid, self.policy, self.pad_s)
-        except Exception as exc:  # noqa: BLE001 - the rows fail, the job goes on
-            return [row if rec is None else fail_row(row, "language ID", exc) for row, rec in zip(rows, recs)]
-        return [row if rec is None else rec.finish(self.models) for row, rec in zip(rows, recs)]
+        return process_rows(rows, "language ID", lambda recs: identify_languages(recs, self.lid, self.policy, self.pad_s),
+                            self.models)

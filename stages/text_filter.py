@@ -10,7 +10,7 @@ from importlib.metadata import version
 
 from pipeline.config import FilterConfig
 from transcription.filters import FastTextLanguageId, filter_params, filter_recordings
-from transcription.rows import fail_row, open_rows
+from transcription.rows import process_rows
 
 
 class TextFilterStage:
@@ -22,10 +22,5 @@ class TextFilterStage:
         self.models = [("text_filter", lid_id)] if self.text_lid is not None else []
 
     def __call__(self, rows: list[dict]) -> list[dict]:
-        recs = open_rows(rows, with_audio=False)
-        live = [r for r in recs if r is not None]
-        try:
-            filter_recordings(live, self.params, self.text_lid)
-        except Exception as exc:  # noqa: BLE001 - the rows fail, the job goes on
-            return [row if rec is None else fail_row(row, "text filters", exc) for row, rec in zip(rows, recs)]
-        return [row if rec is None else rec.finish(self.models) for row, rec in zip(rows, recs)]
+        return process_rows(rows, "text filters", lambda recs: filter_recordings(recs, self.params, self.text_lid),
+                            self.models, with_audio=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pipeline.config import TranscribeConfig
 from transcription.asr import SegmentTranscriber, transcribe_recordings
-from transcription.rows import fail_row, open_rows
+from transcription.rows import process_rows
 
 
 class TranscribeStage:
@@ -19,10 +19,5 @@ class TranscribeStage:
         self.pad_s = transcribe.context_pad_s
 
     def __call__(self, rows: list[dict]) -> list[dict]:
-        recs = open_rows(rows)
-        live = [r for r in recs if r is not None]
-        try:
-            transcribe_recordings(live, self.transcriber, self.pad_s)
-        except Exception as exc:  # noqa: BLE001 - the rows fail, the job goes on
-            return [row if rec is None else fail_row(row, "transcription", exc) for row, rec in zip(rows, recs)]
-        return [row if rec is None else rec.finish(self.models) for row, rec in zip(rows, recs)]
+        return process_rows(rows, "transcription", lambda recs: transcribe_recordings(recs, self.transcriber, self.pad_s),
+                            self.models)

@@ -7,7 +7,6 @@ decision per segment as JSON (start, end, speaker, drop_reason), the audio untou
 
 from __future__ import annotations
 
-import json
 from importlib.metadata import version
 
 from diarization.segment_merge import merge_adjacent, partition_by_length, split_long
@@ -32,7 +31,8 @@ class VadSegmenter:
         return [self.segment_row(r) for r in rows]
 
     def segment_row(self, row: dict) -> dict:
-        out = dict(row, segments_json="[]", models_json=json.dumps([["vad", self.model_id]]))
+        out = dict(row, segments_json="[]",
+                   models_json=planned_segment.append_models(row.get("models_json"), [("vad", self.model_id)]))
         if row["status"] != "ok":
             return out
         try:

@@ -8,14 +8,14 @@ cuts its segments from that.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from audio_io.resample import resample
 from manifests import planned_segment
-from manifests.planned_segment import PlannedSegment
+from manifests.planned_segment import PlannedSegment, append_models
 
 MODEL_RATE = 16000
 
@@ -64,12 +64,17 @@ def open_rows(rows: list[dict], with_audio: bool = True) -> list[RecordingSegmen
     return out
 
 
-def append_models(models_json: str | None, models: list[tuple[str, str]]) -> str:
-    pairs = json.loads(models_json or "[]")
-    for stage, model in models:
-        if [stage, model] not in pairs:
-            pairs.append([stage, model])
-    return json.dumps(pairs)
+def process_rows(rows: list[dict], step: str, fn: Callable[[list[RecordingSegments]], None],
+                 models: list[tuple[str, str]], with_audio: bool = True) -> list[dict]:
+    """Open the ``ok`` rows, run ``fn`` over all of them at once (it edits their segments),
+    write them back with ``models`` recorded. If ``fn`` raises, those rows fail with the
+    reason and the job goes on; rows that were not ``ok`` pass through untouched."""
+    recs = open_rows(rows, with_audio=with_audio)
+    try:
+        fn([r for r in recs if r is not None])
+    except Exception as exc:  # noqa: BLE001 - the rows fail, the job goes on
+        return [row if rec is None else fail_row(row, step, exc) for row, rec in zip(rows, recs)]
+    return [row if rec is None else rec.finish(models) for row, rec in zip(rows, recs)]
 
 
 def fail_row(row: dict, stage: str, exc: BaseException) -> dict:
