@@ -14,18 +14,23 @@ UV_VERSION=0.13.9
 log() { echo "setup: $*" >&2; }
 
 # --- system packages -------------------------------------------------------------------
+# ffmpeg decodes; espeak-ng voices clean speech for enhancement training; chromium renders
+# the manifest report in its test.
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
+  readarray -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [[ $(id -u) -ne 0 ]]; then
-    log "ffmpeg is missing and this user cannot install it: run 'sudo apt-get install ffmpeg'"
+    log "missing system packages and this user cannot install them: run 'sudo apt-get install ${missing[*]}'"
     exit 1
   fi
-  log "installing system packages: ffmpeg"
+  log "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # --- python environment ----------------------------------------------------------------
