@@ -1,4 +1,4 @@
-"""Where a corpus keeps its files under the output directory.
+"""Where a corpus keeps its files under the output directory (a local path or an object-store URI).
 
     OUT/<corpus>/segments/run=<run_id>/part-NNNNN.parquet   visible segment shards
     OUT/<corpus>/ledger/run=<run_id>/commit-NNNNN.parquet   committed ledger rows
@@ -8,70 +8,156 @@
 
 Names starting with "_" or "." are skipped by pyarrow datasets and by `datasets`' globbing,
 so nothing under _staging is ever read as data.
+
+On an object store (``--out s3://bucket/prefix``) there is no rename: shards are written
+straight under ``segments/run=<run_id>/part-<uuid>.parquet`` and are visible only when a
+committed ledger row names them, ``.lock`` is a lease object (see ``manifests.ledger`` and
+``manifests.lock``). Readers list an object store's shards from the ledger
+(``Ledger.shard_files``), never by globbing.
+
+Paths are ``pathlib.Path`` on a local output (as before: callers may use pathlib on them)
+and ``PurePosixPath`` ``bucket/prefix/...`` on an object store; either way ``layout.fs``
+(fsspec) reads and writes them, given as ``str(path)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
+
+import fsspec
+
+from manifests.storage import Storage, as_url, filesystem, is_local_fs, is_remote, local_path
 
 
 @dataclass(frozen=True)
 class CorpusLayout:
-    out_dir: Path
+    out_dir: PurePath  # given as a path or URI; kept as the path on ``fs``
     corpus: str
+    storage: Storage = field(default=None, repr=False, compare=False)
+    fs: fsspec.AbstractFileSystem = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.corpus or "/" in self.corpus or self.corpus.startswith((".", "_")):
             raise ValueError(f"invalid corpus name {self.corpus!r}: use a plain name without '/' or a leading '.'/'_'")
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        text = as_url(self.out_dir)
+        if is_remote(text):
+            fs, path = filesystem(text, self.storage)
+            object.__setattr__(self, "out_dir", PurePosixPath(path.rstrip("/")))
+        else:
+            fs = filesystem(text)[0]
+            object.__setattr__(self, "out_dir", local_path(text))
+        object.__setattr__(self, "fs", fs)
+
+    # ---- where the output is -----------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return is_local_fs(self.fs)
 
     @property
-    def root(self) -> Path:
+    def writes_in_place(self) -> bool:
+        """Shards are written under their final name (object stores: no rename to commit with)."""
+        return not self.is_local
+
+    @property
+    def url(self) -> str:
+        """The output directory as a URI or absolute path, for workers and messages."""
+        return self.uri(self.out_dir)
+
+    def uri(self, path: PurePath | str) -> str:
+        return str(Path(path).absolute()) if self.is_local else self.fs.unstrip_protocol(str(path))
+
+    # ---- the layout --------------------------------------------------------------------
+    @property
+    def root(self) -> PurePath:
         return self.out_dir / self.corpus
 
     @property
-    def segments_dir(self) -> Path:
+    def segments_dir(self) -> PurePath:
         return self.root / "segments"
 
     @property
-    def ledger_dir(self) -> Path:
+    def ledger_dir(self) -> PurePath:
         return self.root / "ledger"
 
     @property
-    def runs_dir(self) -> Path:
+    def runs_dir(self) -> PurePath:
         return self.root / "runs"
 
     @property
-    def staging_dir(self) -> Path:
+    def staging_dir(self) -> PurePath:
         return self.root / "_staging"
 
     @property
-    def lock_path(self) -> Path:
+    def lock_path(self) -> PurePath:
         return self.root / ".lock"
 
-    def run_dir(self, run_id: str) -> Path:
+    def run_dir(self, run_id: str) -> PurePath:
         return self.runs_dir / run_id
 
-    def staging_run_dir(self, run_id: str) -> Path:
+    def staging_run_dir(self, run_id: str) -> PurePath:
         return self.staging_dir / f"run={run_id}"
 
-    def shard_path(self, run_id: str, index: int) -> Path:
+    def shard_path(self, run_id: str, index: int) -> PurePath:
         return self.segments_dir / f"run={run_id}" / f"part-{index:05d}.parquet"
 
-    def ledger_commit_path(self, run_id: str, index: int) -> Path:
+    def ledger_commit_path(self, run_id: str, index: int) -> PurePath:
         return self.ledger_dir / f"run={run_id}" / f"commit-{index:05d}.parquet"
 
-    def rel(self, path: Path) -> str:
-        return Path(path).relative_to(self.root).as_posix()
+    def rel(self, path: PurePath | str) -> str:
+        return PurePath(path).relative_to(self.root).as_posix()
 
-    def abs(self, rel: str) -> Path:
+    def abs(self, rel: str) -> PurePath:
         return self.root / rel
 
+    # ---- file access through ``fs`` ----------------------------------------------------
+    def files(self, directory: PurePath, pattern: str | None = None) -> list[PurePath]:
+        """Files under ``directory`` (recursively), those whose relative path matches ``pattern`` if given."""
+        if self.is_local:
+            d = Path(directory)
+            if not d.is_dir():
+                return []
+            found = d.glob(pattern) if pattern else d.rglob("*")
+            return sorted(p for p in found if p.is_file())
+        want = PurePosixPath(pattern).parts if pattern else None
+        out = []
+        for name in self.fs.find(str(directory)):
+            path = PurePosixPath(name)
+            rel = path.relative_to(directory)
+            if want is None or (len(rel.parts) == len(want) and rel.match(pattern)):
+                out.append(path)
+        return sorted(out)
 
-def corpora(out_dir: Path) -> list[str]:
+    def exists(self, path: PurePath) -> bool:
+        return self.fs.exists(str(path))
+
+    def write_text(self, path: PurePath, text: str) -> None:
+        """A small text file (run config, inputs, summary), complete or absent on an object store."""
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        else:
+            self.fs.pipe_file(str(path), text.encode())
+
+    @property
+    def arrow_filesystem(self) -> Any:
+        """What pyarrow readers take as ``filesystem=``: None (its own local one) or the fsspec store."""
+        return None if self.is_local else self.fs
+
+
+def corpora(out_dir: PurePath | str, storage: Storage = None) -> list[str]:
     """Corpus names under an output directory (those holding a ledger)."""
-    out = Path(out_dir)
-    if not out.is_dir():
+    text = as_url(out_dir)
+    if not is_remote(text):
+        out = local_path(text)
+        if not out.is_dir():
+            return []
+        return sorted(p.name for p in out.iterdir() if (p / "ledger").is_dir() and not p.name.startswith((".", "_")))
+    fs, root = filesystem(text, storage)
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
         return []
-    return sorted(p.name for p in out.iterdir() if (p / "ledger").is_dir() and not p.name.startswith((".", "_")))
+    names = [PurePosixPath(e["name"]).name for e in entries if e.get("type") == "directory"]
+    return sorted(n for n in names if not n.startswith((".", "_")) and fs.isdir(f"{root.rstrip('/')}/{n}/ledger"))

@@ -1,6 +1,6 @@
 """The ledger: one row per source per run, and the atomic commit that makes shards visible.
 
-Commit protocol (the ledger commit file is the single commit point):
+Commit protocol on a local output (the ledger commit file is the single commit point):
 
 1. Workers write shards into ``_staging`` (complete files, never visible).
 2. ``Ledger.commit`` writes the ledger rows, which name each shard's staged path and its
@@ -14,6 +14,30 @@ again. A run killed during step 3 leaves committed shards in staging: ``recover`
 them to where the ledger says (roll forward). So a visible shard is always named by a
 committed ledger row, no source is ever done twice, and the next run does exactly what
 is missing.
+
+Commit protocol on an object store (``s3://``, ``gs://``: no rename, no directory fsync;
+the ledger commit object is again the single commit point):
+
+1. Workers write each shard as one object straight under its final key
+   ``segments/run=<run_id>/part-<uuid>.parquet`` (one PUT, or a multipart upload for
+   large ones: either way the object exists complete or not at all) and report the key
+   only after the write returned. ``staged_paths`` equals ``shard_paths`` in these rows.
+2. ``Ledger.commit``, called only once every shard of the batch was reported, writes
+   ``ledger/run=<run_id>/commit-NNNNN.parquet`` as one object in one PUT, conditional on
+   its absence (``If-None-Match: *``). S3 is strongly read-after-write consistent, so a
+   reader lists either the whole commit or none of it. From that PUT on, the sources in
+   it are done.
+3. There is nothing to move. Visibility is defined by the ledger: a shard object is
+   visible only when a committed ledger row names it, and readers of an object-store
+   output take the shard list from the ledger (``Ledger.shard_files``,
+   ``manifests.stats.read_segments``), never by listing ``segments/``.
+
+A run killed before step 2 leaves shard objects no committed row names: invisible by the
+rule above, and deleted by ``recover`` (under the corpus lease) at the start of the next
+run. So again no source is done twice and the next run does exactly what is missing.
+Before each commit the ledger calls its ``fence`` (the corpus lock's ``check``), so a run
+that lost its lease (expired and taken over) stops instead of committing next to the new
+holder.
 """
 
 from __future__ import annotations
@@ -21,7 +45,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -29,7 +54,8 @@ import pyarrow.parquet as pq
 
 from manifests.layout import CorpusLayout
 from manifests.schema import LEDGER_SCHEMA
-from manifests.shards import write_parquet_atomic
+from manifests.shards import parquet_bytes, write_parquet_atomic
+from manifests.storage import put_bytes
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +83,31 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Ledger:
-    def __init__(self, layout: CorpusLayout) -> None:
+    def __init__(self, layout: CorpusLayout, fence: Callable[[], None] | None = None) -> None:
         self.layout = layout
+        self.fence = fence  # raises when this process may no longer commit (lost corpus lease)
 
     # ---- reading -----------------------------------------------------------------------
-    def commit_files(self) -> list[Path]:
-        if not self.layout.ledger_dir.is_dir():
-            return []
-        return sorted(p for p in self.layout.ledger_dir.glob("run=*/commit-*.parquet"))
+    def commit_files(self) -> list[PurePath]:
+        return self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.commit_files()
         if not files:
             schema = LEDGER_SCHEMA if columns is None else pa.schema([LEDGER_SCHEMA.field(c) for c in columns])
             return schema.empty_table()
+        if not self.layout.is_local:
+            return _read_objects(self.layout, files, columns)
         dataset = pads.dataset([str(f) for f in files], schema=LEDGER_SCHEMA, format="parquet")
         return dataset.to_table(columns=columns)
+
+    def shard_files(self) -> list[PurePath]:
+        """The visible shards: on a local output those under ``segments/`` (moved there only
+        after their commit), on an object store those named by committed ledger rows."""
+        if self.layout.is_local:
+            return self.layout.files(self.layout.segments_dir, "run=*/part-*.parquet")
+        named = {p for row in self.read(["shard_paths"]).to_pylist() for p in row["shard_paths"] or []}
+        return sorted(self.layout.abs(p) for p in named)
 
     def index(self, config_hash: str) -> "LedgerIndex":
         table = self.read(["sha256", "config_hash", "status", "run_id", "source_uri", "error"])
@@ -91,11 +126,16 @@ class Ledger:
     # ---- writing -----------------------------------------------------------------------
     def commit(self, run_id: str, index: int, rows: list[dict]) -> Path:
         """Commit ledger rows, then make their shards visible. See the module docstring."""
+        if self.fence is not None:
+            self.fence()
         table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
         path = self.layout.ledger_commit_path(run_id, index)
-        write_parquet_atomic(table, path)
-        _fsync_dir(path.parent)
-        self._move_shards(rows)
+        if self.layout.is_local:
+            write_parquet_atomic(table, path)
+            _fsync_dir(path.parent)
+            self._move_shards(rows)
+        else:
+            _put_commit(self.layout, path, parquet_bytes(table))
         return path
 
     def _move_shards(self, rows: list[dict]) -> list[str]:
@@ -115,6 +155,8 @@ class Ledger:
 
     def recover(self) -> RecoveryReport:
         """Roll committed moves forward, discard everything uncommitted. Hold the corpus lock."""
+        if not self.layout.is_local:
+            return self._recover_in_place()
         report = RecoveryReport()
         committed = self.read(["staged_paths", "shard_paths"]).to_pylist() if self.commit_files() else []
         report.rolled_forward = self._move_shards(committed)
@@ -134,6 +176,43 @@ class Ledger:
         if report.rolled_forward or report.discarded:
             log.info("recovery: %s", report.describe())
         return report
+
+    def _recover_in_place(self) -> RecoveryReport:
+        """Object store: delete every shard object that no committed ledger row names."""
+        report = RecoveryReport()
+        named = {p for row in self.read(["shard_paths"]).to_pylist() for p in row["shard_paths"] or []}
+        orphans = [p for d in (self.layout.segments_dir, self.layout.staging_dir)
+                   for p in self.layout.files(d) if self.layout.rel(p) not in named]
+        if orphans:
+            self.layout.fs.rm([str(p) for p in orphans])
+            report.discarded = [self.layout.rel(p) for p in orphans]
+            log.info("recovery: %s", report.describe())
+        return report
+
+
+def _read_objects(layout: CorpusLayout, files: list[PurePath], columns: list[str] | None) -> pa.Table:
+    """Commit objects fetched in concurrent batches (one GET each, where a dataset would also
+    send a HEAD per object in turn), each brought to the current ledger schema."""
+    blobs = layout.fs.cat([str(f) for f in files])
+    fields = [LEDGER_SCHEMA.field(c) for c in columns] if columns else list(LEDGER_SCHEMA)
+    tables = []
+    for f in files:
+        part = pq.read_table(pa.BufferReader(blobs[str(f)]))
+        tables.append(pa.table({fl.name: part.column(fl.name).cast(fl.type) if fl.name in part.column_names
+                                else pa.nulls(part.num_rows, fl.type) for fl in fields}, schema=pa.schema(fields)))
+    return pa.concat_tables(tables)
+
+
+def _put_commit(layout: CorpusLayout, path: PurePath, data: bytes) -> None:
+    """The commit point on an object store: one conditional PUT of the whole commit object."""
+    try:
+        put_bytes(layout.fs, str(path), data, exclusive=True)
+    except FileExistsError:
+        # A retried PUT whose first attempt did land reads back the same bytes: committed.
+        # Anything else means two writers used one commit name, which the corpus lock excludes.
+        if layout.fs.cat_file(str(path)) != data:
+            raise RuntimeError(f"ledger commit {layout.uri(path)} exists already with other content; "
+                               f"is another run writing this corpus?") from None
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""Writing segment rows into size-bounded Parquet shards in the staging area.
+"""Writing segment rows into size-bounded Parquet shards that are not visible yet.
 
-A write never makes anything visible: shards land under ``_staging`` (complete files
-only: written to a ``.tmp`` name, flushed, then renamed) and become visible when the
-ledger commit that names them is done (see ``manifests.ledger``).
+A write never makes anything visible. On a local output shards land under ``_staging``
+(complete files only: written to a ``.tmp`` name, flushed, then renamed) and are moved to
+``segments/`` by the ledger commit that names them. On an object store each shard is one
+object written in one request straight under ``segments/run=<run_id>/part-<uuid>.parquet``
+(an object is never seen half-written), visible once a committed ledger row names it (see
+``manifests.ledger``).
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from manifests.layout import CorpusLayout
 from manifests.schema import SEGMENT_SCHEMA, segment_schema_with_hf_metadata
+from manifests.storage import put_bytes
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,29 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "wb") as fh:
-        # Audio bytes are FLAC already; zstd pays off on ids, text and word lists.
-        pq.write_table(table, fh, compression="zstd", row_group_size=256)
+        _write_table(table, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _write_table(table: pa.Table, sink) -> None:
+    # Audio bytes are FLAC already; zstd pays off on ids, text and word lists.
+    pq.write_table(table, sink, compression="zstd", row_group_size=256)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buf = pa.BufferOutputStream()
+    _write_table(table, buf)
+    return buf.getvalue().to_pybytes()
+
+
+def write_parquet(layout: CorpusLayout, table: pa.Table, path, *, exclusive: bool = False) -> None:
+    """Write ``table`` at ``path`` of ``layout``: atomically by rename locally, as one object on a store."""
+    if layout.is_local:
+        write_parquet_atomic(table, Path(path))
+    else:
+        put_bytes(layout.fs, str(path), parquet_bytes(table), exclusive=exclusive)
 
 
 def segments_table(rows: Iterable[dict]) -> pa.Table:
@@ -77,5 +100,18 @@ def write_staged_shards(rows: Sequence[dict], staging_dir: Path, limits: ShardLi
     for group in plan_shards(rows, limits):
         path = Path(staging_dir) / f"{uuid.uuid4().hex}.parquet"
         write_parquet_atomic(segments_table(rows[i] for i in group), path)
+        out.append((path, group))
+    return out
+
+
+def write_shards(rows: Sequence[dict], layout: CorpusLayout, run_id: str,
+                 limits: ShardLimits) -> list[tuple[PurePath, list[int]]]:
+    """Write ``rows`` into not-yet-visible shards of ``run_id``: staged locally, in place on an object store."""
+    if not layout.writes_in_place:
+        return write_staged_shards(rows, Path(layout.staging_run_dir(run_id)), limits)
+    out: list[tuple[PurePath, list[int]]] = []
+    for group in plan_shards(rows, limits):
+        path = layout.segments_dir / f"run={run_id}" / f"part-{uuid.uuid4().hex}.parquet"
+        write_parquet(layout, segments_table(rows[i] for i in group), path)
         out.append((path, group))
     return out

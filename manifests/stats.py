@@ -39,11 +39,12 @@ def source_status(ledger: pa.Table) -> list[dict]:
 
 
 def read_segments(layout: CorpusLayout, columns: list[str] | None = None) -> pa.Table:
+    """Rows of the visible shards (local output or object store: see ``Ledger.shard_files``)."""
     cols = columns or _SEGMENT_COLUMNS
-    if not layout.segments_dir.is_dir() or not any(layout.segments_dir.glob("run=*/part-*.parquet")):
+    files = [str(p) for p in Ledger(layout).shard_files()]
+    if not files:
         return pa.table({c: pa.array([], type=pa.null()) for c in cols})
-    files = sorted(str(p) for p in layout.segments_dir.glob("run=*/part-*.parquet"))
-    return pads.dataset(files, format="parquet").to_table(columns=cols)
+    return pads.dataset(files, format="parquet", filesystem=layout.arrow_filesystem).to_table(columns=cols)
 
 
 def _length_bin(d: float) -> str:
@@ -53,8 +54,8 @@ def _length_bin(d: float) -> str:
     return f">={LENGTH_BINS[-1]}s"
 
 
-def corpus_stats(out_dir: Path, corpus: str) -> dict:
-    layout = CorpusLayout(Path(out_dir), corpus)
+def corpus_stats(out_dir: Path | str, corpus: str) -> dict:
+    layout = CorpusLayout(out_dir, corpus)
     sources = source_status(Ledger(layout).read())
     status = Counter(r["status"] for r in sources)
     seg = read_segments(layout).to_pylist()
@@ -105,10 +106,10 @@ _SUM_KEYS = ("sources", "sources_done", "sources_failed", "sources_skipped", "so
              "segments_kept", "hours", "hours_all_segments", "speakers")
 
 
-def stats(out_dir: Path, corpus: str | None = None) -> dict:
+def stats(out_dir: Path | str, corpus: str | None = None) -> dict:
     """Totals over the selected corpora (all under OUT by default), and each corpus."""
-    names = [corpus] if corpus else corpora(Path(out_dir))
-    per = {name: corpus_stats(Path(out_dir), name) for name in names}
+    names = [corpus] if corpus else corpora(out_dir)
+    per = {name: corpus_stats(out_dir, name) for name in names}
     total: dict = {k: sum(p[k] for p in per.values()) for k in _SUM_KEYS}
     langs: dict[str, float] = defaultdict(float)
     for p in per.values():

@@ -5,15 +5,24 @@ INPUT may be a file, a directory (searched recursively for media files), a glob,
 relative paths taken from the list's folder). Files named explicitly are taken whatever
 their extension, so a mislabelled file gets a clear failure in the ledger instead of
 being ignored; directories and globs keep only media extensions.
+
+Each of these may also be a URI: ``file://`` is a local path; ``s3://bucket/key``,
+``gs://...`` (any fsspec store) name one object, or a prefix listed like a directory, or a
+glob. The list file itself may be an object too. An object-store input that cannot be
+listed (missing bucket or prefix, access denied) becomes a failed source with the reason,
+not an error of the whole run; objects are read where they are (see ``fingerprint`` and
+the decode stage).
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from pathlib import Path, PurePosixPath
+
+from manifests.storage import Storage, describe_error, filesystem, is_remote, local_path, scheme
 
 MEDIA_EXTENSIONS = frozenset(
     ".wav .wave .flac .mp3 .m4a .m4b .aac .ogg .oga .opus .webm .weba .mp4 .m4v .mkv .mka .mov .avi "
@@ -27,8 +36,8 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class SourceRef:
-    uri: str  # what the user named, normalised (absolute path for local files)
-    path: str | None  # local path to read, None for a scheme we cannot read yet
+    uri: str  # what the user named, normalised (absolute path for local files, else the URI)
+    path: str | None  # what to read: a local path or an object URI; None when unreadable
     error: str | None = None  # set when the source cannot be read at all
 
 
@@ -40,33 +49,84 @@ def _is_media(path: Path) -> bool:
     return path.suffix.lower() in MEDIA_EXTENSIONS and not path.name.startswith(".")
 
 
-def _from_uri(text: str, base: Path) -> SourceRef:
-    parsed = urlparse(text)
-    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and text[1:3] in (":\\", ":/")):
-        path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(text)
-        if not path.is_absolute():
-            path = base / path
-        if not path.exists():
-            return SourceRef(uri=str(path), path=None, error="file not found")
-        return _local(path)
-    return SourceRef(uri=text, path=None, error=f"'{parsed.scheme}://' sources are not supported yet (object stores and URLs: see `refinery fetch`)")
+_URL_SCHEMES = ("http", "https", "ftp", "ytdl")  # fetched first: `refinery fetch`
 
 
-def discover(inputs: list[str]) -> list[SourceRef]:
+def _from_uri(text: str, base: Path | str) -> SourceRef:
+    """One entry of a list file: a path (relative to the list's folder) or a URI, never expanded."""
+    if is_remote(text):
+        proto = scheme(text)
+        if proto in _URL_SCHEMES:
+            return SourceRef(uri=text, path=None,
+                             error=f"'{proto}://' sources are downloaded first: see `refinery fetch`")
+        return SourceRef(uri=text, path=text)
+    if isinstance(base, str) and scheme(text) is None and not Path(text).is_absolute():
+        return _from_uri(posixpath.join(base, text), Path.cwd())  # relative entry of a list in an object store
+    path = local_path(text)
+    if not path.is_absolute():
+        path = Path(base) / path
+    if not path.exists():
+        return SourceRef(uri=str(path), path=None, error="file not found")
+    return _local(path)
+
+
+def _read_list(item: str, storage: Storage) -> tuple[list[str], Path | str]:
+    target = item[1:]
+    try:
+        if is_remote(target):
+            fs, path = filesystem(target, storage)
+            return fs.cat_file(path).decode("utf-8").splitlines(), target.rsplit("/", 1)[0]
+        list_path = local_path(target)
+        return list_path.read_text(encoding="utf-8").splitlines(), list_path.parent
+    except (OSError, UnicodeDecodeError) as exc:
+        why = describe_error(exc) if isinstance(exc, OSError) else str(exc)
+        raise InputError(f"cannot read list file {target}: {why}") from None
+
+
+def _remote(item: str, storage: Storage) -> list[SourceRef]:
+    """An object, a prefix (listed like a directory, media extensions only) or a glob in a store."""
+    proto = scheme(item)
+    if proto in _URL_SCHEMES:
+        return [_from_uri(item, Path.cwd())]
+    try:
+        fs, path = filesystem(item, storage)
+        if glob.has_magic(path):
+            found = fs.glob(path, detail=True)
+            keys = [k for k, info in found.items() if info.get("type") == "file" and _is_media(PurePosixPath(k))]
+        else:
+            path = path.rstrip("/")
+            try:
+                info = fs.info(path)
+            except FileNotFoundError:
+                return [SourceRef(uri=item, path=None,
+                                  error="not found: no such object, and no objects under this prefix")]
+            if info.get("type") != "directory":
+                return [SourceRef(uri=fs.unstrip_protocol(path), path=fs.unstrip_protocol(path))]
+            keys = [k for k in fs.find(path)
+                    if _is_media(PurePosixPath(k)) and not _hidden(PurePosixPath(k), PurePosixPath(path))]
+    except ValueError as exc:  # no backend for the scheme
+        return [SourceRef(uri=item, path=None, error=str(exc))]
+    except Exception as exc:  # noqa: BLE001 - listing failed: the input fails, the run goes on
+        return [SourceRef(uri=item, path=None, error=f"cannot list {item}: {describe_error(exc)}")]
+    return [SourceRef(uri=fs.unstrip_protocol(k), path=fs.unstrip_protocol(k)) for k in sorted(keys)]
+
+
+def discover(inputs: list[str], storage: Storage = None) -> list[SourceRef]:
     """Expand INPUT arguments into sources, in a stable order, each once."""
     found: list[SourceRef] = []
     for item in inputs:
         if item.startswith("@"):
-            list_path = Path(item[1:])
-            try:
-                lines = list_path.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise InputError(f"cannot read list file {list_path}: {exc.strerror}") from None
+            lines, base = _read_list(item, storage)
             for line in lines:
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    found.append(_from_uri(line, list_path.parent))
+                    found.append(_from_uri(line, base))
             continue
+        if is_remote(item):
+            found.extend(_remote(item, storage))
+            continue
+        if scheme(item) is not None:  # file://
+            item = str(local_path(item))
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_media(p) and not _hidden(p, path))
@@ -76,8 +136,6 @@ def discover(inputs: list[str]) -> list[SourceRef]:
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
             found.extend(_local(p) for p in matches if p.is_file() and _is_media(p))
-        elif "://" in item:
-            found.append(_from_uri(item, Path.cwd()))
         else:
             raise InputError(f"input {item!r} is not a file, a directory, a glob or an @list file")
     seen: set[str] = set()
@@ -89,15 +147,21 @@ def discover(inputs: list[str]) -> list[SourceRef]:
     return unique
 
 
-def _hidden(path: Path, root: Path) -> bool:
+def _hidden(path: PurePosixPath | Path, root: PurePosixPath | Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def fingerprint(path: str, chunk: int = 1 << 20) -> tuple[str, int]:
-    """SHA-256 of the content and its size in bytes."""
+def fingerprint(path: str, chunk: int = 1 << 20, storage: Storage = None) -> tuple[str, int]:
+    """SHA-256 of the content and its size in bytes; an object URI is streamed, never stored."""
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
+    if is_remote(path):
+        fs, key = filesystem(path, storage)
+        opener = fs.open(key, "rb", block_size=8 << 20, cache_type="readahead")
+        chunk = 8 << 20
+    else:
+        opener = open(path, "rb")
+    with opener as fh:
         while block := fh.read(chunk):
             h.update(block)
             size += len(block)

@@ -1,0 +1,173 @@
+"""Where files live: local paths and object-store URIs, behind one fsspec filesystem.
+
+``filesystem(url, storage)`` gives ``(fs, path)``: a plain path or a ``file://`` URI gives
+fsspec's local filesystem and an absolute path; ``s3://bucket/key``, ``gs://...`` give the
+store's fsspec implementation (s3fs, gcsfs) and ``bucket/key``. pyarrow reads through the
+same object (``pyarrow.dataset(..., filesystem=fs)``), so there is one abstraction for
+listing, reading and writing everywhere.
+
+Credentials and endpoints come from the standard environment of each process
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``,
+``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``; ``GOOGLE_APPLICATION_CREDENTIALS``), and from
+``storage``: the config's ``storage`` section as a plain mapping (endpoint_url, anon,
+client_kwargs, options), which wins over the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path, PurePath
+from typing import Any, Iterator, Mapping
+from urllib.parse import unquote, urlparse
+
+import fsspec
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+Storage = Mapping[str, Any] | None
+
+
+class StorageError(ValueError):
+    """An output location that cannot be used (no access, no such bucket); the message says why."""
+
+# What a driver hands to the Ray workers of a cluster it attaches to (see pipeline.run.ensure_ray).
+FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION",
+                 "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE")
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)://")
+_COLLAPSED = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):/(?!/)")  # str(Path("s3://b/k")) == "s3:/b/k"
+
+
+def scheme(text: str) -> str | None:
+    """The URI scheme of ``text`` ('s3', 'file', ...), None for a plain path (or a Windows drive)."""
+    m = _SCHEME.match(text)
+    return m.group(1).lower() if m else None
+
+
+def is_remote(text: str | PurePath) -> bool:
+    """True for object-store and other non-local URIs, False for paths and ``file://``."""
+    return scheme(as_url(text)) not in (None, "file", "local")
+
+
+def as_url(value: str | PurePath) -> str:
+    """A path or URI as text; repairs a URI that went through ``pathlib.Path`` (``s3:/b/k``)."""
+    text = str(value)
+    if isinstance(value, PurePath):
+        m = _COLLAPSED.match(text)
+        if m and m.group(1).lower() in fsspec.available_protocols():
+            proto = m.group(1)
+            rest = text[m.end():]
+            return f"file:///{rest}" if proto.lower() == "file" else f"{proto}://{rest}"
+    return text
+
+
+def local_path(text: str | PurePath) -> Path:
+    """The local path named by a plain path or a ``file://`` URI (not resolved)."""
+    text = as_url(text)
+    if scheme(text) in ("file", "local"):
+        return Path(unquote(urlparse(text).path))
+    return Path(text)
+
+
+def normalise(value: str | PurePath) -> str:
+    """The canonical text of an output or input location: absolute local path, or the URI."""
+    text = as_url(value)
+    if is_remote(text):
+        return text.rstrip("/") if not text.endswith("://") else text
+    return str(local_path(text).resolve())
+
+
+def fs_options(protocol: str, storage: Storage) -> dict[str, Any]:
+    """fsspec keyword arguments for ``protocol`` from the generic storage settings."""
+    if protocol in ("file", "local"):
+        return {}
+    # Listings must be fresh: the ledger and the recovery decide by what is there now, and
+    # workers write from other processes, past any cache of this one.
+    opts: dict[str, Any] = {"use_listings_cache": False}
+    if not storage:
+        return opts
+    endpoint, anon = storage.get("endpoint_url"), storage.get("anon")
+    if protocol in ("s3", "s3a"):
+        if endpoint:
+            opts["endpoint_url"] = endpoint
+        if anon:
+            opts["anon"] = True
+        if storage.get("client_kwargs"):
+            opts["client_kwargs"] = dict(storage["client_kwargs"])
+    elif protocol in ("gs", "gcs"):
+        if endpoint:
+            opts["endpoint_url"] = endpoint
+        if anon:
+            opts["token"] = "anon"
+    opts.update(storage.get("options") or {})
+    return opts
+
+
+def filesystem(url: str | PurePath, storage: Storage = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem holding ``url`` and the path of ``url`` on it (instances are cached by fsspec)."""
+    text = as_url(url)
+    if not is_remote(text):
+        return LocalFileSystem(), str(local_path(text).absolute())
+    proto = scheme(text) or ""
+    try:
+        return url_to_fs(text, **fs_options(proto, storage))
+    except ImportError as exc:
+        raise ValueError(f"cannot open {text}: the fsspec backend for '{proto}://' is not installed ({exc})") from None
+
+
+def is_local_fs(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short reason for a failed object-store (or file) access, for the ledger."""
+    if isinstance(exc, FileNotFoundError):
+        detail = str(exc.args[0]) if exc.args else ""
+        return "not found (no such bucket)" if "bucket does not exist" in detail.lower() else "not found"
+    if isinstance(exc, PermissionError):
+        return f"access denied ({exc}); check the credentials (AWS_* environment or the storage config section)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def put_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, exclusive: bool = False) -> dict | None:
+    """Write one object in a single request (a multipart upload above ~100 MB, equally all-or-nothing on S3).
+
+    ``exclusive`` makes it a conditional create (``If-None-Match: *`` on S3): FileExistsError
+    when the object is already there. Returns the store's answer where it gives one (S3: the ETag).
+    """
+    out = fs.pipe_file(path, data, mode="create" if exclusive else "overwrite")
+    return out if isinstance(out, dict) else None
+
+
+@contextmanager
+def local_copy(url: str, storage: Storage = None, temp_dir: str | None = None) -> Iterator[str]:
+    """A local file holding the object at ``url`` for the duration of the block, then removed.
+
+    A local path is yielded as is. The copy keeps the object's extension, which helps
+    ffmpeg's format guess for headerless formats.
+    """
+    if not is_remote(url):
+        yield str(local_path(url))
+        return
+    fs, path = filesystem(url, storage)
+    suffix = PurePath(path).suffix if len(PurePath(path).suffix) <= 8 else ""
+    fd, local = tempfile.mkstemp(prefix="refinery-", suffix=suffix, dir=temp_dir)
+    os.close(fd)
+    try:
+        fs.get_file(path, local)
+        yield local
+    finally:
+        try:
+            os.unlink(local)
+        except FileNotFoundError:
+            pass
+
+
+def forwarded_env() -> dict[str, str]:
+    """The storage variables of this process's environment that workers should see too."""
+    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
