@@ -1,8 +1,10 @@
-"""`refinery manifest ...`: inspect what runs wrote. Thin over manifests.stats."""
+"""`refinery manifest ...`: inspect what runs wrote. Thin over manifests.stats, show, query, verify and runs."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,15 +24,23 @@ def _hours(h: float) -> str:
     return f"{h:.3f} h" if h < 10 else f"{h:.1f} h"
 
 
+def _output(out_dir: str) -> str:
+    """OUT as given: a local directory (must exist) or an object-store URI (s3://, gs://, file://)."""
+    if "://" not in out_dir and not Path(out_dir).is_dir():
+        raise click.BadParameter(f"{out_dir!r} is not a directory", param_hint="OUT_DIR")
+    return out_dir
+
+
 @manifest.command("stats")
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", callback=lambda ctx, param, value: _output(value))
 @click.option("--corpus", help="only this corpus (default: all under OUT)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object with stable keys")
 def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
     """Sources by status, segments, hours by language and speakers, segment lengths."""
-    if corpus and corpus not in corpora(Path(out_dir)):
-        raise click.ClickException(f"no corpus {corpus!r} under {out_dir} (found: {', '.join(corpora(Path(out_dir))) or 'none'})")
-    s = stats(Path(out_dir), corpus)
+    found = corpora(out_dir)
+    if corpus and corpus not in found:
+        raise click.ClickException(f"no corpus {corpus!r} under {out_dir} (found: {', '.join(found) or 'none'})")
+    s = stats(out_dir, corpus)
     if as_json:
         click.echo(json.dumps(s, indent=1, sort_keys=True))
         return
@@ -56,14 +66,14 @@ def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
 
 
 @manifest.command("ls")
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", callback=lambda ctx, param, value: _output(value))
 @click.option("--corpus", help="only this corpus")
 @click.option("--status", type=click.Choice(STATUSES), help="only sources with this status")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one source each")
 def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) -> None:
     """Sources with their status across runs, and the error of failed ones."""
-    for name in [corpus] if corpus else corpora(Path(out_dir)):
-        for r in source_status(Ledger(CorpusLayout(Path(out_dir), name)).read()):
+    for name in [corpus] if corpus else corpora(out_dir):
+        for r in source_status(Ledger(CorpusLayout(out_dir, name)).read()):
             if status and r["status"] != status:
                 continue
             if as_json:
@@ -73,3 +83,158 @@ def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) 
                 dur = f"{r['duration_s']:8.1f}s" if r["duration_s"] is not None else "        -"
                 err = f"  {r['error']}" if r["status"] != "done" and r["error"] else ""
                 click.echo(f"{name}\t{r['status']:<7} {dur} {r['segments'] or 0:5d} seg  {r['source_uri']}{err}")
+
+
+# ---- show, query, verify, runs, diff (thin over manifests.show/query/verify/runs) -------------
+@contextmanager
+def _clear_errors():
+    """Library errors about what is (not) under OUT, as one-line CLI errors."""
+    from manifests.query import ManifestError
+
+    try:
+        yield
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@manifest.command("show")
+@click.argument("out_dir", metavar="OUT")
+@click.argument("ident", metavar="ID")
+@click.option("--corpus", help="only this corpus")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@click.option("--wav", "wav", type=click.Path(dir_okay=False, writable=True), help="write the segment's audio to this WAV")
+@click.option("--enhanced", is_flag=True, help="with --wav/--play: the enhanced audio instead of the raw")
+@click.option("--play", is_flag=True, help="play the segment's audio (ffplay or aplay)")
+@click.option("--run", "run_id", help="with --wav/--play: the run whose copy of the segment (default: the latest)")
+def show_cmd(out_dir: str, ident: str, corpus: str | None, as_json: bool, wav: str | None, enhanced: bool,
+             play: bool, run_id: str | None) -> None:
+    """Every field of a segment, or a source's ledger rows across runs and its segments.
+
+    ID is a segment_id, a recording_id, a source URI/path or a sha256 prefix (>= 6 digits).
+    Audio is summarised (duration, rate, bytes); --wav FILE writes it out, --play plays it.
+    """
+    from manifests import show
+
+    with _clear_errors():
+        if wav or play:
+            flac, row = show.segment_audio(out_dir, ident, corpus, run_id, enhanced)
+            which = "enhanced audio" if enhanced else "audio"
+            if wav:
+                info = show.write_wav(flac, wav)
+                click.echo(f"wrote {wav}: {info['duration_s']:.3f} s at {info['sample_rate']} Hz "
+                           f"({which} of {row['segment_id']}, run {row['run_id']})")
+            if play:
+                player = show.play(flac)
+                click.echo(f"played {which} of {row['segment_id']} with {player}")
+            return
+        found = show.find(out_dir, ident, corpus)
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=1, ensure_ascii=False, default=str))
+    else:
+        for line in show.format_found(found):
+            click.echo(line)
+
+
+@manifest.command("query")
+@click.argument("out_dir", metavar="OUT")
+@click.argument("sql")
+@click.option("--corpus", help="only this corpus in the views")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="json: one array of objects; csv: a header row; binary values as base64 in both")
+@click.option("--audio", is_flag=True, help="include the audio columns (audio, audio_enhanced) in `segments`")
+@click.option("--limit", type=click.IntRange(min=0), help="at most this many rows (table default: 1000)")
+def query_cmd(out_dir: str, sql: str, corpus: str | None, fmt: str, audio: bool, limit: int | None) -> None:
+    """SQL (DuckDB) over the views `segments`, `ledger` and `runs`.
+
+    \b
+    refinery manifest query OUT "SELECT language, sum(duration)/3600 AS h FROM segments WHERE kept GROUP BY 1"
+    """
+    import duckdb
+    import pyarrow as pa
+
+    from manifests import query
+
+    table_cap = 1000 if fmt == "table" and limit is None else None
+    with _clear_errors():
+        con = query.open_views(out_dir, corpus, include_audio=audio)
+    out = click.get_text_stream("stdout")
+    try:
+        columns, batches = query.result_batches(con, sql, table_cap + 1 if table_cap else limit)
+        if fmt == "csv":
+            query.write_csv(columns, batches, out)
+        elif fmt == "json":
+            query.write_json(columns, batches, out)
+        else:
+            rows = [r for b in batches for r in b]
+            shown = rows[:table_cap] if table_cap else rows
+            query.write_table(columns, [shown], out, width=shutil.get_terminal_size((160, 24)).columns)
+            suffix = f"; first {table_cap} shown, use --limit or --format csv for more" if table_cap and len(rows) > table_cap else ""
+            click.echo(f"{len(shown)} row(s){suffix}", err=True)
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise click.ClickException(f"query failed: {str(exc).strip()}") from None
+
+
+@manifest.command("verify")
+@click.argument("out_dir", metavar="OUT")
+@click.option("--corpus", help="only this corpus")
+@click.option("--no-audio", is_flag=True, help="skip decoding the audio cells (structure and counts only)")
+@click.option("--json", "as_json", is_flag=True, help="the report as one JSON object")
+def verify_cmd(out_dir: str, corpus: str | None, no_audio: bool, as_json: bool) -> None:
+    """Check shards against the ledger: readable, audio decodes, counts match, ids unique, no orphans.
+
+    Exits 1 and lists the problems when there are any.
+    """
+    from manifests.verify import verify
+
+    with _clear_errors():
+        report = verify(out_dir, corpus, decode_audio=not no_audio)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.describe())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@manifest.command("runs")
+@click.argument("out_dir", metavar="OUT")
+@click.option("--corpus", help="only this corpus")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one run each")
+def runs_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
+    """Runs with config hash, counts, wall time and throughput (seconds of audio per second)."""
+    from manifests.runs import format_runs, list_runs
+    from manifests.query import plain
+
+    with _clear_errors():
+        runs = list_runs(out_dir, corpus)
+    if as_json:
+        for r in runs:
+            click.echo(json.dumps(plain(r), default=str))
+    else:
+        for line in format_runs(runs):
+            click.echo(line)
+
+
+@manifest.command("diff")
+@click.argument("out_dir", metavar="OUT")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--corpus", help="look the runs up in this corpus only")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+def diff_cmd(out_dir: str, run_a: str, run_b: str, corpus: str | None, as_json: bool) -> None:
+    """What changed from RUN_A to RUN_B (ids or unique prefixes): config, sources, segments, drops, languages."""
+    from manifests.runs import diff_runs, format_diff
+    from manifests.query import plain
+
+    with _clear_errors():
+        d = diff_runs(out_dir, run_a, run_b, corpus)
+    if as_json:
+        click.echo(json.dumps(plain(d), indent=1, ensure_ascii=False, default=str))
+    else:
+        for line in format_diff(d):
+            click.echo(line)
+
+
+from manifests import cli_export as _cli_export  # noqa: E402,F401  (registers export, report)
