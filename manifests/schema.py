@@ -72,6 +72,7 @@ LEDGER_SCHEMA = pa.schema(
         ("staged_paths", pa.list_(pa.string())),  # where the shards waited before the commit
         ("started_at", pa.timestamp("ms", tz="UTC")),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
+        ("source_meta", pa.string()),  # JSON of the fetch sidecar (<file>.source.json), null when none
     ]
 )
 

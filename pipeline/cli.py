@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from enhancement_bsrnn.cli import enhance_group
 from manifests.cli import manifest
 from manifests.lock import CorpusLocked
 from pipeline.config import ConfigError, load_config
@@ -56,6 +57,37 @@ def run(inputs, corpus, out_dir, config_path, overrides, address, retry_failed, 
     click.echo(summary.describe())
 
 
+@main.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--corpus", required=True, help="corpus name; media go to OUT/<corpus>/media/")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output directory")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config file")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key, e.g. fetch.max_duration_s=3600")
+@click.option("-v", "--verbose", is_flag=True)
+def fetch(urls, corpus, out_dir, config_path, overrides, verbose) -> None:
+    """Download URLS (videos, playlists, channels, podcast feeds, or @urls.txt files) with yt-dlp.
+
+    Best audio only, each item once (download archive), into OUT/<corpus>/media/, ready for
+    `refinery run OUT/<corpus>/media`. Exit status 1 when some item failed.
+    """
+    _setup_logging(verbose)
+    from pipeline.fetch import FetchInputError, fetch as fetch_urls
+
+    try:
+        cfg = load_config(config_path, overrides)
+        report = fetch_urls(list(urls), corpus, out_dir, cfg.fetch, say=lambda line: click.echo(line, err=True))
+    except FetchInputError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (ConfigError, CorpusLocked, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for r in report.failures:
+        item = f" [{r.item}]" if r.item and r.item != r.url else ""
+        click.echo(f"failed: {r.url}{item}: {r.reason}", err=True)
+    click.echo(report.describe())
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.group()
 def config() -> None:
     """Inspect the configuration."""
@@ -76,6 +108,7 @@ def config_show(config_path, overrides) -> None:
 
 main.add_command(manifest)
 main.add_command(eval_group)
+main.add_command(enhance_group)
 
 if __name__ == "__main__":
     main()

@@ -88,18 +88,27 @@ class SegmentConfig(_Section):
 
 
 class EnhanceConfig(_Section):
-    """Stage 2: speech enhancement (BSRNN at 48 kHz)."""
+    """Stage 2: speech enhancement (BSRNN at 48 kHz), keeping the raw signal beside it.
 
-    enabled: bool = False
+    Pretraining samples raw and enhanced audio 1:1 (Kimi-Audio), so by default both are
+    written; the later stages (diarization, language ID, ASR) analyse the enhanced one.
+    """
+
+    enabled: bool = True
     backend: Literal["bsrnn", "deepfilternet3"] = "bsrnn"
-    model: str = "enhancement_bsrnn/weights/bsrnn_small.pt"
-    sample_rate: int = 48000
-    chunk_s: float = Field(8.0, gt=0)
-    overlap_s: float = Field(1.0, ge=0)
-    variants: Literal["both", "raw", "enhanced"] = "both"
+    model: str | None = Field(None, description="BSRNN weights file; None: the small model shipped in enhancement_bsrnn/weights")
+    sample_rate: int | None = Field(48000, ge=8000, le=48000, description="rate the enhancer runs at (the signal is "
+                                    "resampled to it and back); None: the decode working rate. Audio above half the "
+                                    "working rate is gone after decode, so set decode.sample_rate to 48000 for a full-band result")
+    chunk_s: float = Field(8.0, gt=0, description="window length of chunked inference")
+    overlap_s: float = Field(1.0, ge=0, description="overlap of adjacent windows, cross-faded")
+    variants: Literal["both", "raw", "enhanced"] = Field("both", description="which audio the shards carry: "
+                                                         "`audio` (raw), `audio_enhanced`, or both")
+    analyse: Literal["enhanced", "raw"] = Field("enhanced", description="the signal diarization, language ID and ASR use")
     device: str = "cpu"
-    precision: Precision = "float32"
-    batch_size: int = Field(8, ge=1)
+    precision: Precision = Field("float32", description="float16/bfloat16 autocast on CUDA; CPU runs float32")
+    batch_size: int = Field(8, ge=1, description="windows per forward pass, across recordings")
+    recordings_per_call: int = Field(4, ge=1, description="recordings an actor enhances together")
     resources: Resources = Resources()
     pool: ActorPool = ActorPool()
 
@@ -253,9 +262,55 @@ class OutputConfig(_Section):
     write_resources: Resources = Resources()
 
 
+class FetchConfig(_Section):
+    """Stage 0: yt-dlp downloads of URLs, playlists, channels and feeds (`refinery fetch`).
+
+    None of these settings changes what a run makes of the fetched files, so the whole
+    section stays out of ``config_hash``.
+    """
+
+    format: str = Field("bestaudio/best", min_length=1, description="yt-dlp format selector: the best audio-only "
+                        "stream, else the best stream with audio")
+    retries: int = Field(3, ge=0, description="yt-dlp retries per request and fragment, and how often a URL is "
+                         "tried again after a transient failure (network error, HTTP 429/5xx, cut-off download)")
+    backoff_base_s: float = Field(2.0, ge=0, description="first wait before a retry; doubles with each further retry")
+    backoff_max_s: float = Field(60.0, ge=0, description="longest wait between two retries")
+    rate_limit_bytes_per_s: int | None = Field(None, gt=0, description="download rate limit per download; None: no limit")
+    max_duration_s: float | None = Field(None, gt=0, description="longer sources fail (before download when the site "
+                                         "states the duration, else after it); None: no limit")
+    max_filesize_bytes: int | None = Field(None, gt=0, description="larger files fail (before download when the size is "
+                                           "known); None: no limit")
+    concurrency: int = Field(2, ge=1, description="URLs fetched at the same time (one yt-dlp instance each)")
+    socket_timeout_s: float = Field(30.0, gt=0, description="network timeout of one request")
+
+
+class StorageConfig(_Section):
+    """Object stores (s3://, gs://, any fsspec store) for INPUT arguments and --out.
+
+    Credentials and endpoint come from the standard environment of every process
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
+    AWS_ENDPOINT_URL, AWS_DEFAULT_REGION; GOOGLE_APPLICATION_CREDENTIALS); a run attaching
+    to a Ray cluster forwards the AWS ones to its workers. What is set here wins over the
+    environment and travels to the workers with the stage arguments. This section is saved
+    in each run's config.yaml: keep secrets in the environment. Out of ``config_hash``:
+    where the data lives never changes what is written.
+    """
+
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2, moto); "
+                                     "None: AWS_ENDPOINT_URL, else AWS itself")
+    anon: bool = Field(False, description="unsigned requests, for public buckets")
+    client_kwargs: dict[str, Any] = Field(default_factory=dict, description="botocore client arguments, e.g. region_name")
+    options: dict[str, Any] = Field(default_factory=dict, description="further fsspec storage options, passed as is")
+    lease_ttl_s: float = Field(300.0, gt=0, description="corpus lock lease on an object store: renewed every third "
+                               "of this; a lease this old without renewal may be taken over by another run")
+    temp_dir: str | None = Field(None, description="where decode workers copy an object before ffmpeg reads it; "
+                                 "None: the system temp directory")
+
+
 class RayConfig(_Section):
     address: str | None = Field(None, description="attach to this cluster; None starts a local Ray")
-    num_cpus: int | None = Field(None, ge=1, description="local Ray only")
+    num_cpus: int | None = Field(None, ge=1, description="local Ray only; None: the machine's CPUs, at least 6 logical "
+                                 "ones so every actor pool of the graph can run at once")
     object_store_memory_gb: float | None = Field(2.0, gt=0, description="local Ray only")
     preserve_order: bool = False
     log_to_driver: bool = False
@@ -272,6 +327,8 @@ class PipelineConfig(_Section):
     filters: FilterConfig = FilterConfig()
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
+    fetch: FetchConfig = FetchConfig()
+    storage: StorageConfig = StorageConfig()
 
     # ---- persistence ------------------------------------------------------------------
     def to_yaml(self) -> str:
@@ -288,7 +345,7 @@ class PipelineConfig(_Section):
 _RUNTIME_KEYS = {"resources", "encode_resources", "write_resources", "pool", "batch_size", "device",
                  "embedding_device", "embedding_batch_size", "cpu_threads",
                  "timeout_s", "max_shard_rows", "max_shard_mb", "sources_per_write"}
-_RUNTIME_SECTIONS = {"ray"}
+_RUNTIME_SECTIONS = {"ray", "fetch", "storage"}  # fetch settings decide what is downloaded, not what a run makes of it
 
 
 def _strip_runtime(tree: dict[str, Any]) -> dict[str, Any]:

@@ -24,13 +24,16 @@ from manifests.ids import recording_id
 from manifests.incremental import FingerprintedSource, plan_run
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
-from manifests.lock import CorpusLock
+from manifests.lock import lock_corpus
+from manifests.storage import forwarded_env, normalise
 from pipeline.config import PipelineConfig, RayConfig
+from pipeline.fetch import read_source_meta
 from pipeline.progress import RunProgress
 from pipeline.sources import SourceRef, discover
 from stages.base import StageSpec
 from stages.decode import decode_row
 from stages.diarize import DiarizeSegmenter
+from stages.enhance import EnhanceStage
 from stages.fingerprint import fingerprint_row
 from stages.language_id import LanguageIdStage
 from stages.text_filter import TextFilterStage
@@ -76,6 +79,9 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+LOCAL_MIN_LOGICAL_CPUS = 6  # enhance, diarize, language ID, transcribe and filter pools, plus tasks
+
+
 def ensure_ray(cfg: RayConfig) -> None:
     import ray
 
@@ -84,9 +90,15 @@ def ensure_ray(cfg: RayConfig) -> None:
         kwargs: dict = {"include_dashboard": False, "log_to_driver": cfg.log_to_driver, "logging_level": logging.WARNING}
         if cfg.address:
             kwargs["address"] = cfg.address
+            # Workers of an existing cluster do not share this process's environment: hand them its
+            # object-store credentials/endpoint (unless `ray job submit` already set the job's runtime_env).
+            env = forwarded_env()
+            if env and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+                kwargs["runtime_env"] = {"env_vars": env}
         else:
-            if cfg.num_cpus:
-                kwargs["num_cpus"] = cfg.num_cpus
+            # Each actor pool of the graph holds a CPU while it lives; on a small machine too few
+            # logical CPUs let the later pools never start while earlier ones wait on back-pressure.
+            kwargs["num_cpus"] = cfg.num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_LOGICAL_CPUS)
             if cfg.object_store_memory_gb:
                 kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 1024**3)
         ray.init(**kwargs)
@@ -106,7 +118,11 @@ def build_stages(cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str, co
         segmenter = StageSpec("segment", VadSegmenter, cfg.vad.resources, batch_size=cfg.vad.batch_size,
                               pool=cfg.vad.pool, init_kwargs={"vad": cfg.vad, "segment": cfg.segment})
     return [
-        StageSpec("decode", decode_row, cfg.decode.resources, call_kwargs={"cfg": cfg.decode}),
+        StageSpec("decode", decode_row, cfg.decode.resources,
+                  call_kwargs={"cfg": cfg.decode, "storage": cfg.storage.model_dump()}),
+        *([StageSpec("enhance", EnhanceStage, cfg.enhance.resources, batch_size=cfg.enhance.recordings_per_call,
+                     pool=cfg.enhance.pool, init_kwargs={"enhance": cfg.enhance})]
+          if cfg.enhance.enabled else []),
         segmenter,
         *([StageSpec("language_id", LanguageIdStage, cfg.language_id.resources, batch_size=cfg.language_id.batch_size,
                      pool=cfg.language_id.pool, init_kwargs={"language_id": cfg.language_id})]
@@ -119,7 +135,8 @@ def build_stages(cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str, co
           if cfg.filters.enabled else []),
         StageSpec("write", write_batch, cfg.output.write_resources, batch_size=cfg.output.sources_per_write,
                   call_kwargs={"out_dir": out_dir, "corpus": corpus, "run_id": run_id, "config_hash": config_hash,
-                               "output": cfg.output}),
+                               "output": cfg.output, "storage": cfg.storage.model_dump(),
+                               "variants": cfg.enhance.variants if cfg.enhance.enabled else "raw"}),
     ]
 
 
@@ -130,7 +147,8 @@ def _fingerprint(sources: list[SourceRef], cfg: PipelineConfig) -> list[Fingerpr
 
     items = [{"index": i, "uri": s.uri, "path": s.path, "error": s.error} for i, s in enumerate(sources)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
-    ds = apply_stage(ds, StageSpec("fingerprint", fingerprint_row, cfg.decode.resources))
+    ds = apply_stage(ds, StageSpec("fingerprint", fingerprint_row, cfg.decode.resources,
+                                   call_kwargs={"storage": cfg.storage.model_dump()}))
     rows = sorted(ds.take_all(), key=lambda r: r["index"])
     return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
 
@@ -146,7 +164,7 @@ def _early_row(src: FingerprintedSource, status: str, why: str, corpus: str, run
         "recording_id": recording_id(src.uri, src.sha256) if src.sha256 else None,
         "corpus": corpus, "run_id": run_id, "config_hash": config_hash, "status": status, "error": why,
         "segments": 0, "segments_kept": 0, "kept_seconds": 0.0, "shard_paths": [], "staged_paths": [],
-        "started_at": now, "finished_at": now,
+        "started_at": now, "finished_at": now, "source_meta": read_source_meta(src.path),
     }
 
 
@@ -175,7 +193,8 @@ class _Committer:
         for r in batch:
             for staged in r["staged_paths"] or []:
                 if staged not in final_of:
-                    final_of[staged] = self.layout.rel(self.layout.shard_path(self.run_id, self.shards))
+                    final_of[staged] = (staged if self.layout.writes_in_place  # object store: no move
+                                        else self.layout.rel(self.layout.shard_path(self.run_id, self.shards)))
                     self.shards += 1
             ledger_rows.append({
                 **{k: r.get(k) for k in ("source_uri", "sha256", "size_bytes", "recording_id", "corpus", "run_id",
@@ -185,6 +204,7 @@ class _Committer:
                 "staged_paths": list(r["staged_paths"] or []),
                 "shard_paths": [final_of[s] for s in r["staged_paths"] or []],
                 "started_at": _ts(r.get("started_at")), "finished_at": _ts(r.get("finished_at")),
+                "source_meta": read_source_meta(r["source_uri"]),  # local sources: the uri is the path
             })
         self.commit_rows(ledger_rows)
         return ledger_rows
@@ -200,20 +220,20 @@ def run_pipeline(
     progress: RunProgress | None = None,
 ) -> RunSummary:
     t0 = time.monotonic()
-    out_dir = str(Path(out_dir).resolve())
-    layout = CorpusLayout(Path(out_dir), corpus)
-    sources = discover(inputs)
+    out_dir = normalise(out_dir)  # an absolute local path, or the object-store URI
+    storage = cfg.storage.model_dump()
+    layout = CorpusLayout(out_dir, corpus, storage)
+    sources = discover(inputs, storage)
     run_id = new_run_id()
     config_hash = cfg.config_hash()
     summary = RunSummary(run_id=run_id, corpus=corpus, out_dir=out_dir, config_hash=config_hash, sources=len(sources))
     progress = progress or RunProgress()
-    with CorpusLock(layout.lock_path, run_id):
-        ledger = Ledger(layout)
+    with lock_corpus(layout, run_id, ttl_s=cfg.storage.lease_ttl_s) as lock:
+        ledger = Ledger(layout, fence=lock.check)
         summary.recovery = ledger.recover().describe()
         run_dir = layout.run_dir(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(f"# config_hash: {config_hash}\n" + cfg.to_yaml())
-        (run_dir / "inputs.json").write_text(json.dumps(inputs, indent=1))
+        layout.write_text(run_dir / "config.yaml", f"# config_hash: {config_hash}\n" + cfg.to_yaml())
+        layout.write_text(run_dir / "inputs.json", json.dumps(inputs, indent=1))
         log.info("run %s on corpus %r: %d source(s) found; config %s", run_id, corpus, len(sources), config_hash)
         if not sources:
             log.warning("no sources found in %s", " ".join(inputs))
@@ -243,7 +263,7 @@ def run_pipeline(
                     summary.failed += 1
                     summary.failures.append((r["source_uri"], r["error"]))
         summary.wall_seconds = time.monotonic() - t0
-        (run_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=1))
+        layout.write_text(run_dir / "summary.json", json.dumps(asdict(summary), indent=1))
     return summary
 
 

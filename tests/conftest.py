@@ -28,7 +28,10 @@ def ray_session():
     from pipeline.config import RayConfig
     from pipeline.run import ensure_ray
 
-    ensure_ray(RayConfig(num_cpus=2, object_store_memory_gb=1.5))
+    # Six logical CPUs on two cores: every actor pool of the full graph (enhance, diarize,
+    # language ID, transcribe, filter) holds one while it lives, and with fewer the later
+    # pools cannot start while earlier ones wait on back-pressure with full outputs.
+    ensure_ray(RayConfig(num_cpus=6, object_store_memory_gb=2.5))
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -1,4 +1,4 @@
-"""The real pipeline on real clips: schema, bounds, determinism, incremental reruns, datasets."""
+"""The real pipeline on real clips: schema, bounds, raw + enhanced audio, determinism, incremental reruns, datasets."""
 
 from __future__ import annotations
 
@@ -78,10 +78,16 @@ def test_audio_cells_decode_to_the_segment_length(first_run):
     from audio_io.flac import decode_flac
 
     out, _ = first_run
-    for r in _segments(out, columns=["audio", "duration"]).to_pylist():
+    rows = _segments(out, columns=["audio", "audio_enhanced", "duration", "models"]).to_pylist()
+    for r in rows:
         samples, rate = decode_flac(r["audio"]["bytes"])
-        assert rate == 24000
+        enhanced, rate_e = decode_flac(r["audio_enhanced"]["bytes"])  # variants=both by default: same span, same rate
+        assert rate == rate_e == 24000
+        assert len(enhanced) == len(samples)
         assert abs(len(samples) / rate - r["duration"]) < 0.01
+        assert any(m["stage"] == "enhance" and m["model"].startswith("bsrnn:") for m in r["models"])
+    # the enhanced audio is a different signal, not a copy of the raw one
+    assert sum(r["audio"]["bytes"] != r["audio_enhanced"]["bytes"] for r in rows) == len(rows)
 
 
 def test_same_input_and_config_give_the_same_output(first_run, inputs, tmp_path):
@@ -130,10 +136,10 @@ def test_datasets_reads_a_shard_and_decodes_audio(first_run):
     shard = sorted((out / "real" / "segments").glob("run=*/part-*.parquet"))[0]
     ds = datasets.load_dataset("parquet", data_files=str(shard), split="train")
     row = ds[0]
-    decoded = row["audio"].get_all_samples()
-    assert decoded.sample_rate == 24000
-    assert abs(decoded.data.shape[-1] / 24000 - row["duration"]) < 0.01
-    assert row["audio_enhanced"] is None
+    for column in ("audio", "audio_enhanced"):
+        decoded = row[column].get_all_samples()
+        assert decoded.sample_rate == 24000
+        assert abs(decoded.data.shape[-1] / 24000 - row["duration"]) < 0.01
 
 
 def test_a_second_run_on_a_locked_corpus_is_refused(first_run, inputs):
