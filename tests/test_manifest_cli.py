@@ -90,7 +90,8 @@ def test_show_a_segment_prints_every_column_and_summarises_audio(outputs):
     assert row["audio"]["bytes"] == len(truth["audio"]["bytes"])
     assert row["audio"]["sample_rate"] == rate == truth["sample_rate"]
     assert row["audio"]["frames"] == len(samples)
-    assert row["audio_enhanced"] is None
+    # enhancement is on by default: the enhanced cell covers the same span at the same rate
+    assert row["audio_enhanced"]["frames"] == len(samples) and row["audio_enhanced"]["sample_rate"] == rate
     text = _invoke("show", out, truth["segment_id"])
     assert text.exit_code == 0
     assert truth["segment_id"] in text.output and f"{rate} Hz" in text.output and "bytes" in text.output
@@ -128,8 +129,20 @@ def test_show_wav_writes_the_segment_audio(outputs, tmp_path):
     assert abs(info.frames / rate - truth["duration"]) <= 1 / rate + 0.0005
     written, _ = sf.read(str(wav), dtype="float32")
     assert abs(written - samples).max() < 1e-4
-    enhanced = _invoke("show", out, truth["segment_id"], "--wav", tmp_path / "e.wav", "--enhanced")
-    assert enhanced.exit_code != 0 and "no audio_enhanced" in enhanced.output
+    enhanced = _invoke("show", out, truth["segment_id"], "--wav", tmp_path / "e.wav", "--enhanced", "--run", first)
+    assert enhanced.exit_code == 0, enhanced.output
+    written_enh, rate_enh = sf.read(str(tmp_path / "e.wav"), dtype="float32")
+    expected, _ = decode_flac(truth["audio_enhanced"]["bytes"])
+    assert rate_enh == rate and len(written_enh) == len(samples)
+    assert abs(written_enh - expected).max() < 1e-4 and abs(written_enh - samples).max() > 1e-3
+    raw_only = tmp_path / "raw_only"
+    shutil.copytree(out, raw_only)
+    for shard in raw_only.glob("*/segments/run=*/part-*.parquet"):
+        table = pq.read_table(shard)
+        i = table.schema.get_field_index("audio_enhanced")
+        pq.write_table(table.set_column(i, table.schema.field(i), pa.nulls(len(table), table.schema.field(i).type)), shard)
+    refused = _invoke("show", raw_only, truth["segment_id"], "--wav", tmp_path / "e2.wav", "--enhanced", "--run", first)
+    assert refused.exit_code != 0 and "no audio_enhanced" in refused.output
 
 
 # ---- query -----------------------------------------------------------------------------------
