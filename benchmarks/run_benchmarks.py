@@ -587,7 +587,7 @@ def bench_enhancement(ctx: Context) -> dict[str, Any]:
             enhancer.enhance(x, rate)
             walls.append(time.perf_counter() - t0)
         out[f"bsrnn_{rate // 1000}k_rtf"] = statistics.median(walls) / seconds
-        out[f"bsrnn_{rate // 1000}k_gmacs_per_audio_s"] = macs_per_second(enhancer.model.config, rate) / 1e9
+        out[f"bsrnn_{rate // 1000}k_gmac_per_second_of_audio"] = macs_per_second(enhancer.model.config, rate) / 1e9
     x48 = resample(signal, ctx.decoded_rate, 48000)
     dfn = DeepFilterNet3Enhancer()
     walls = []
