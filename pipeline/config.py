@@ -344,8 +344,10 @@ class PipelineConfig(_Section):
 # Keys that size or place work but never change what is written.
 _RUNTIME_KEYS = {"resources", "encode_resources", "write_resources", "pool", "batch_size", "device",
                  "embedding_device", "embedding_batch_size", "cpu_threads",
-                 "timeout_s", "max_shard_rows", "max_shard_mb", "sources_per_write"}
-_RUNTIME_SECTIONS = {"ray", "fetch", "storage"}  # fetch settings decide what is downloaded, not what a run makes of it
+                 "timeout_s", "max_shard_rows", "max_shard_mb", "sources_per_write", "recordings_per_call"}
+# Ray placement, what fetch downloads and where storage credentials come from never change
+# what a run makes of its inputs.
+_RUNTIME_SECTIONS = {"ray", "fetch", "storage"}
 
 
 def _strip_runtime(tree: dict[str, Any]) -> dict[str, Any]:
