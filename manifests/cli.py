@@ -20,6 +20,26 @@ def manifest() -> None:
     """Inspect ledgers and shards under an output directory."""
 
 
+@manifest.result_callback()
+def _end_after_remote_reads(*_args: object, **_kwargs: object) -> None:
+    """End the `refinery` process right after a command that read an object store.
+
+    pyarrow scans through an fsspec store (s3fs) can leave arrow IO threads that abort the
+    interpreter during shutdown ("terminate called without an active exception", exit -6)
+    after the command has printed its result. Only the console script does this, so a
+    caller importing the commands (tests, other tools) keeps its process.
+    """
+    import os
+    import sys
+
+    from manifests import storage
+
+    if storage.REMOTE_OPENED and Path(sys.argv[0]).name == "refinery":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def _hours(h: float) -> str:
     return f"{h:.3f} h" if h < 10 else f"{h:.1f} h"
 

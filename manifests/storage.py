@@ -106,12 +106,18 @@ def fs_options(protocol: str, storage: Storage) -> dict[str, Any]:
     return opts
 
 
+# Set once a remote store is opened in this process (see manifests.cli: exiting after a scan).
+REMOTE_OPENED = False
+
+
 def filesystem(url: str | PurePath, storage: Storage = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem holding ``url`` and the path of ``url`` on it (instances are cached by fsspec)."""
     text = as_url(url)
     if not is_remote(text):
         return LocalFileSystem(), str(local_path(text).absolute())
     proto = scheme(text) or ""
+    global REMOTE_OPENED
+    REMOTE_OPENED = True
     try:
         return url_to_fs(text, **fs_options(proto, storage))
     except ImportError as exc:

@@ -245,7 +245,8 @@ class FilterConfig(_Section):
     no_speech_max_avg_logprob: float | None = Field(-1.0, description="no_speech drops only below this avg log-prob; "
                                                     "None: no-speech probability alone")
     silence_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_SILENCE_PHRASES))
-    batch_size: int = Field(64, ge=1, description="recordings per filter call")
+    batch_size: int = Field(8, ge=1, description="recordings per filter call (a batch reaches the writer, and its "
+                            "commit, together)")
     resources: Resources = Resources()
     pool: ActorPool = ActorPool()
 

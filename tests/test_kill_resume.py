@@ -45,7 +45,8 @@ def test_kill_9_then_rerun_completes_exactly_once(ray_session, tmp_path):
     out = tmp_path / "out"
     layout = CorpusLayout(out, "k")
     cmd = _refinery("run", str(src), "--corpus", "k", "--out", str(out), "--address", ray_session,
-                    "--set", "output.sources_per_write=2")
+                    "--set", "output.sources_per_write=2", "--set", "filters.batch_size=2",
+                    "--set", "language_id.batch_size=2", "--set", "transcribe.batch_size=2")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
