@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
+from audio_io.resample import resample
 from enhancement_bsrnn.bands import supported
 from enhancement_bsrnn.enhancer import Enhancer
 from enhancement_bsrnn.model import BSRNN
@@ -98,7 +98,7 @@ class BsrnnEnhancer(Enhancer):
         """Enhance several signals of one rate, batching windows across them."""
         rate = _working_rate(sample_rate)
         work = [np.asarray(s, dtype=np.float32) if rate == sample_rate else
-                resample_poly(np.asarray(s, dtype=np.float64), rate, sample_rate).astype(np.float32) for s in signals]
+                resample(np.asarray(s, dtype=np.float32), sample_rate, rate) for s in signals]
         outputs = [np.zeros(len(s), dtype=np.float64) for s in work]
         norms = [np.zeros(len(s), dtype=np.float64) for s in work]
         # windows grouped by length (the last window of a short file may be shorter), in batches
@@ -124,7 +124,7 @@ class BsrnnEnhancer(Enhancer):
         for s, out, norm, orig in zip(work, outputs, norms, signals):
             y = out / np.maximum(norm, 1e-8)
             if rate != sample_rate:
-                y = resample_poly(y, sample_rate, rate)[: len(orig)]
+                y = resample(y, rate, sample_rate)[: len(orig)]
                 y = np.pad(y, (0, len(orig) - len(y)))
             results.append(np.clip(y, -1.0, 1.0).astype(np.float32))
         return results
