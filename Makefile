@@ -6,7 +6,7 @@ REFINERY := $(VENV)/bin/refinery
 DEMO_OUT ?= demo_out
 BENCH_OUT ?= bench_out
 
-.PHONY: setup demo test bench train-enhancement clean
+.PHONY: setup demo lint test bench train-enhancement clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,7 +17,12 @@ demo: setup
 	$(REFINERY) run "$$demo_input" --corpus demo --out $(DEMO_OUT) && \
 	$(REFINERY) manifest stats $(DEMO_OUT) --corpus demo
 
+# Package layering (import-linter contracts in pyproject.toml); run from the repository root.
+lint: setup
+	$(VENV)/bin/lint-imports
+
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: setup
@@ -31,4 +36,4 @@ train-enhancement: setup
 	  --export enhancement_bsrnn/weights/bsrnn_small.pt
 
 clean:
-	rm -rf $(DEMO_OUT) $(BENCH_OUT) .pytest_cache
+	rm -rf $(DEMO_OUT) $(BENCH_OUT) .pytest_cache .import_linter_cache

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from typing import Literal
 
 import ffmpeg
 import numpy as np
+from pydantic import Field
+
+from manifests.params import Params
 
 
 class DecodeError(Exception):
@@ -125,3 +129,28 @@ def _last_line(stderr: bytes | None) -> str:
     text = (stderr or b"").decode("utf-8", "replace").strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "no message"
+
+
+# ---- the decode stage's parameters and checks ----------------------------------------------
+
+
+class DecodeParams(Params):
+    """Stage 1: ffmpeg decode of any container/codec to mono float32."""
+
+    sample_rate: int = Field(24000, ge=8000, le=192000, description="working rate of the decoded signal")
+    min_duration_s: float = Field(0.5, ge=0, description="shorter sources fail as too short")
+    max_duration_s: float | None = Field(None, gt=0, description="longer sources fail; None: no limit")
+    non_finite: Literal["fail", "zero"] = Field(
+        "fail", description="NaN/inf samples: fail the source, or replace them by zero"
+    )
+    timeout_s: float = Field(3600.0, gt=0, description="ffmpeg wall-clock limit per source")
+
+
+def check_duration(audio: DecodedAudio, params: DecodeParams) -> None:
+    """The duration bounds of ``params``; DecodeError names the key to change."""
+    if audio.duration_s < params.min_duration_s:
+        raise DecodeError(f"too short: {audio.duration_s:.2f} s of audio, the minimum is {params.min_duration_s} s "
+                          f"(decode.min_duration_s)")
+    if params.max_duration_s is not None and audio.duration_s > params.max_duration_s:
+        raise DecodeError(f"too long: {audio.duration_s:.0f} s of audio, the maximum is {params.max_duration_s} s "
+                          f"(decode.max_duration_s)")

@@ -12,6 +12,10 @@ Rules, each a pure function over ``Span`` lists sorted by start:
   signal it is cut into equal pieces.
 * ``partition_by_length``: spans shorter than ``min_duration_s`` are separated out so the
   caller can record them as dropped (never silently lost).
+
+``finalize_segments`` is the tail both segmenters (voice activity, diarization) share:
+merge, split, clamp to the recording, partition by length, one ``PlannedSegment`` each,
+in time order. Its parameters are ``SegmentMergeParams`` (the ``segment`` config section).
 """
 
 from __future__ import annotations
@@ -19,8 +23,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field
 
+from diarization.segmentation import SAMPLE_RATE, frame_center_s
+from manifests.params import Params
+from manifests.planned_segment import PlannedSegment
 from manifests.span import Span
+
+
+class SegmentMergeParams(Params):
+    """Segment merging (stage 6): shared by VAD segmentation and diarization."""
+
+    max_duration_s: float = Field(27.0, gt=0, description="no segment is longer")
+    max_gap_s: float = Field(2.0, ge=0, description="adjacent same-speaker pieces merge across gaps up to this")
+    min_duration_s: float = Field(1.0, ge=0, description="shorter segments that cannot merge are dropped and counted")
 
 
 def merge_adjacent(spans: list[Span], max_duration_s: float, max_gap_s: float) -> list[Span]:
@@ -87,3 +103,39 @@ def partition_by_length(spans: list[Span], min_duration_s: float) -> tuple[list[
     kept = [s for s in spans if s.duration >= min_duration_s]
     short = [s for s in spans if s.duration < min_duration_s]
     return kept, short
+
+
+def overlap_ratio(span: Span, overlap: np.ndarray) -> float:
+    """Share of the span's frames (segmentation frame grid) where two or more speakers are active."""
+    if overlap.size == 0:
+        return 0.0
+    centers = frame_center_s(np.arange(len(overlap)))
+    inside = (centers >= span.start) & (centers < span.end)
+    n = int(inside.sum())
+    return round(float(overlap[inside].sum()) / n, 4) if n else 0.0
+
+
+def finalize_segments(spans: list[Span], params: SegmentMergeParams, audio16k: np.ndarray,
+                      overlap: np.ndarray | None = None) -> list[PlannedSegment]:
+    """Spans of one recording -> its planned segments, sorted by (start, end, speaker).
+
+    ``audio16k`` is the recording's 16 kHz analysis signal: long spans are cut at its
+    quietest points, and spans are clamped to its duration. Segments shorter than
+    ``min_duration_s`` are kept in the list with a drop reason. With ``overlap`` (frames
+    with two or more speakers, on the segmentation frame grid) each segment gets its
+    ``overlap_ratio``; without it the field stays None.
+    """
+    duration = len(audio16k) / SAMPLE_RATE
+    out = merge_adjacent(spans, params.max_duration_s, params.max_gap_s)
+    out = split_long(out, params.max_duration_s, audio16k, SAMPLE_RATE)
+    out = [Span(s.start, min(s.end, duration), s.speaker) for s in out if s.start < duration]
+    kept, short = partition_by_length(out, params.min_duration_s)
+    reason = f"shorter than {params.min_duration_s} s (segment.min_duration_s)"
+
+    def ratio(span: Span) -> float | None:
+        return overlap_ratio(span, overlap) if overlap is not None else None
+
+    segments = [PlannedSegment(s.start, s.end, s.speaker, overlap_ratio=ratio(s)) for s in kept]
+    segments += [PlannedSegment(s.start, s.end, s.speaker, drop_reason=reason, overlap_ratio=ratio(s)) for s in short]
+    segments.sort(key=lambda s: (s.start, s.end, s.speaker or ""))
+    return segments

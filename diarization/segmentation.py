@@ -68,8 +68,8 @@ class WindowActivations:
 class PowersetSegmentation:
     """segmentation-3.0 through onnxruntime; windows are batched."""
 
-    def __init__(self, model: str = OFFLINE_MODEL, device: str = "cpu", batch_size: int = 32,
-                 window_s: float = 10.0, step_s: float = 1.0, num_threads: int | None = None) -> None:
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 32, *, step_s: float,
+                 window_s: float = 10.0, num_threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self.model_id = model

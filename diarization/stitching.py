@@ -31,6 +31,7 @@ from itertools import permutations
 
 import numpy as np
 
+from diarization.params import DiarizationParams
 from diarization.segmentation import FRAME_STEP, SAMPLE_RATE, WindowActivations, frame_center_s
 from manifests.span import Span
 
@@ -39,11 +40,18 @@ FRAME_S = FRAME_STEP / SAMPLE_RATE
 
 @dataclass(frozen=True)
 class StitchParams:
-    onset: float = 0.5
-    min_present_frames: int = 10
-    link_threshold: float = 0.5
-    min_duration_on: float = 0.0
-    min_duration_off: float = 0.0
+    """The stitching subset of ``DiarizationParams`` (no defaults here: see ``stitch_params``)."""
+
+    onset: float
+    min_present_frames: int
+    link_threshold: float
+    min_duration_on: float
+    min_duration_off: float
+
+
+def stitch_params(p: DiarizationParams) -> StitchParams:
+    return StitchParams(onset=p.onset, min_present_frames=p.min_present_frames, link_threshold=p.link_threshold,
+                        min_duration_on=p.min_duration_on_s, min_duration_off=p.min_duration_off_s)
 
 
 @dataclass

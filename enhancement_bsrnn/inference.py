@@ -5,6 +5,10 @@ files are enhanced together in batches of ``batch_size``; the outputs are cross-
 raised-cosine ramps over the overlaps and normalised by the summed weights, so the result
 is smooth and exactly as long as the input. Model memory depends on the window and batch,
 never on the file length. On CUDA, float16/bfloat16 autocast follows ``precision``.
+
+``load_enhancer_from(params, device, batch_size)`` builds the enhancer of an
+``EnhanceParams``; ``enhance_signals`` runs it over signals of one rate (resampled to the
+working rate and back, each returned at its input's length).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from audio_io.resample import resample
 from enhancement_bsrnn.bands import supported
 from enhancement_bsrnn.enhancer import Enhancer
 from enhancement_bsrnn.model import BSRNN
+from enhancement_bsrnn.params import EnhanceParams
 from enhancement_bsrnn.weights import load_weights
 
 
@@ -72,8 +77,8 @@ def _working_rate(sample_rate: int) -> int:
 
 
 class BsrnnEnhancer(Enhancer):
-    def __init__(self, model: BSRNN, name: str, *, device: str = "cpu", precision: str = "float32",
-                 chunk_s: float = 8.0, overlap_s: float = 1.0, batch_size: int = 8) -> None:
+    def __init__(self, model: BSRNN, name: str, *, chunk_s: float, overlap_s: float, precision: str,
+                 device: str = "cpu", batch_size: int = 8) -> None:
         self.model = model.to(device).eval()
         self.name = name
         self.device = torch.device(device)
@@ -130,15 +135,43 @@ class BsrnnEnhancer(Enhancer):
         return results
 
 
-def load_enhancer(model: str | None = None, *, backend: str = "bsrnn", device: str = "cpu", precision: str = "float32",
-                  chunk_s: float = 8.0, overlap_s: float = 1.0, batch_size: int = 8) -> Enhancer:
-    """An Enhancer from config: ``bsrnn`` (weights path; None = the shipped small model) or ``deepfilternet3``."""
-    if backend == "deepfilternet3":
+def load_enhancer_from(params: EnhanceParams, device: str, batch_size: int) -> Enhancer:
+    """The enhancer of ``params``: ``bsrnn`` (weights path; None = the shipped small model) or ``deepfilternet3``.
+
+    ``device`` and ``batch_size`` (windows per forward pass, across recordings) are placement.
+    """
+    if params.backend == "deepfilternet3":
         from enhancement_bsrnn.deepfilternet import DeepFilterNet3Enhancer
 
         return DeepFilterNet3Enhancer()
-    if backend != "bsrnn":
-        raise ValueError(f"unknown enhancement backend {backend!r} (bsrnn, deepfilternet3)")
-    net, meta = load_weights(model, device="cpu")
+    if params.backend != "bsrnn":
+        raise ValueError(f"unknown enhancement backend {params.backend!r} (bsrnn, deepfilternet3)")
+    net, meta = load_weights(params.model, device="cpu")
     name = f"bsrnn:{meta['path'].rsplit('/', 1)[-1]}@{meta['sha256'][:8]}"
-    return BsrnnEnhancer(net, name, device=device, precision=precision, chunk_s=chunk_s, overlap_s=overlap_s, batch_size=batch_size)
+    return BsrnnEnhancer(net, name, device=device, precision=params.precision, chunk_s=params.chunk_s,
+                         overlap_s=params.overlap_s, batch_size=batch_size)
+
+
+def load_enhancer(model: str | None = None, *, device: str = "cpu", batch_size: int = 8, **params) -> Enhancer:
+    """Shorthand for tools and tests: ``load_enhancer_from(EnhanceParams(model=model, **params), device, batch_size)``."""
+    return load_enhancer_from(EnhanceParams(model=model, **params), device, batch_size)
+
+
+def enhance_signals(enhancer: Enhancer, signals: list[np.ndarray], rate: int, work_rate: int | None) -> list[np.ndarray]:
+    """Enhance signals of one ``rate`` at ``work_rate`` (None: at ``rate``); float32 out, each as long as its input.
+
+    Signals are resampled to the working rate, enhanced together where the enhancer can
+    (``enhance_many``, windows share forward passes), resampled back and trimmed or
+    zero-padded to the input's length.
+    """
+    work_rate = work_rate or rate
+    work = [resample(np.asarray(s, dtype=np.float32), rate, work_rate) for s in signals]
+    if hasattr(enhancer, "enhance_many"):
+        done = enhancer.enhance_many(work, work_rate)
+    else:
+        done = [enhancer.enhance(w, work_rate) for w in work]
+    result = []
+    for original, signal in zip(signals, done):
+        back = resample(signal, work_rate, rate)[: len(original)]
+        result.append(np.pad(back, (0, len(original) - len(back))).astype(np.float32))
+    return result

@@ -6,7 +6,7 @@ samples). PESQ and DNSMOS are defined at 16 kHz and resample internally: PESQ wi
 ``scipy.signal.resample_poly``, DNSMOS with librosa's default resampler (soxr_hq), as the
 official ``dnsmos_local.py`` does (``librosa.load(sr=16000)``), so published DNSMOS figures
 reproduce (DeepFilterNet's CI values for its noisy_snr0.wav, to 4 decimals). STOI resamples
-internally (pystoi: 10 kHz); SI-SDR has no rate. ``evaluate.py`` scores everything at 16 kHz, like the figures in the project notes.
+internally (pystoi: 10 kHz); SI-SDR has no rate. ``evaluation/enhancement.py`` scores everything at 16 kHz, like the figures in the project notes.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ the ledger commit object is again the single commit point):
 3. There is nothing to move. Visibility is defined by the ledger: a shard object is
    visible only when a committed ledger row names it, and readers of an object-store
    output take the shard list from the ledger (``Ledger.shard_files``,
-   ``manifests.stats.read_segments``), never by listing ``segments/``.
+   ``inspection.stats.read_segments``), never by listing ``segments/``.
 
 A run killed before step 2 leaves shard objects no committed row names: invisible by the
 rule above, and deleted by ``recover`` (under the corpus lease) at the start of the next

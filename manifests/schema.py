@@ -1,6 +1,6 @@
 """Arrow schemas of the segment shards and the ledger, and the Hugging Face features metadata.
 
-Column names and meanings follow DESIGN.md. Two deliberate deviations in type:
+Column names and meanings follow DESIGN.md (the full table: docs/columns.md). One deliberate deviation in type:
 ``models`` is a list of {stage, model} structs rather than an Arrow map, because
 `datasets` has no feature type for Arrow maps and would refuse the whole shard.
 """
@@ -11,9 +11,9 @@ import json
 
 import pyarrow as pa
 
+from manifests.planned_segment import MODEL_TYPE, SEGMENT_FIELDS, WORD_TYPE
+
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-WORD_TYPE = pa.struct([("token", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("prob", pa.float64())])
-MODEL_TYPE = pa.struct([("stage", pa.string()), ("model", pa.string())])
 
 SEGMENT_SCHEMA = pa.schema(
     [
@@ -44,6 +44,11 @@ SEGMENT_SCHEMA = pa.schema(
         ("models", pa.list_(MODEL_TYPE)),
     ]
 )
+# The per-segment figures of the stages (language runner-up, ASR and filter figures), one
+# column each, named as in ``PlannedSegment``; documented in docs/columns.md.
+FIGURE_COLUMNS = tuple(name for name, _ in SEGMENT_FIELDS if name not in SEGMENT_SCHEMA.names)
+SEGMENT_SCHEMA = pa.schema(list(SEGMENT_SCHEMA) + [pa.field(name, t) for name, t in SEGMENT_FIELDS
+                                                   if name in FIGURE_COLUMNS])
 
 AUDIO_COLUMNS = ("audio", "audio_enhanced")
 

@@ -1,15 +1,12 @@
-"""Building segment rows (the shard schema) from a recording, its spans and its audio."""
+"""Building segment rows (the shard schema) from a recording, its segments and their audio cells."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from audio_io.flac import encode_flac
-from audio_io.resample import resample
 from manifests.ids import segment_id
 from manifests.planned_segment import PlannedSegment
+from manifests.schema import FIGURE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -22,40 +19,27 @@ class RecordingContext:
     models: tuple[tuple[str, str], ...] = ()
 
 
-def build_segment_rows(
-    ctx: RecordingContext,
-    samples: np.ndarray,
-    sample_rate: int,
-    segments: list[PlannedSegment],
-    output_rate: int,
-    flac_subtype: str = "PCM_16",
-    *,
-    enhanced: np.ndarray | None = None,
-    variants: str = "both",
-) -> list[dict]:
-    """One row per segment, in time order. Dropped segments keep their audio and say why.
+def ordered(segments: list[PlannedSegment]) -> list[PlannedSegment]:
+    """The order rows are written in: by time, then speaker."""
+    return sorted(segments, key=lambda s: (s.start, s.end, s.speaker or ""))
 
-    ``enhanced`` (same rate and length as ``samples``) fills ``audio_enhanced`` over the same
-    span; ``variants`` (both | raw | enhanced) says which of the two columns are written.
-    """
-    if enhanced is not None and len(enhanced) != len(samples):
-        raise ValueError(f"enhanced signal has {len(enhanced)} samples, raw has {len(samples)}")
-    if variants == "enhanced" and enhanced is None:
-        raise ValueError("variants=enhanced but the recording has no enhanced signal (is enhance.enabled off?)")
-    audio = resample(samples, sample_rate, output_rate) if variants != "enhanced" else None
-    audio_enh = resample(enhanced, sample_rate, output_rate) if enhanced is not None and variants != "raw" else None
 
-    def cell(signal: np.ndarray | None, a: int, b: int, name: str) -> dict | None:
-        if signal is None:
-            return None
-        return {"bytes": encode_flac(signal[a: max(b, a + 1)], output_rate, flac_subtype), "path": name}
+def segment_row_id(ctx: RecordingContext, seg: PlannedSegment) -> str:
+    sid = segment_id(ctx.recording_id, seg.start, seg.end)
+    if seg.speaker is not None:
+        sid = f"{sid}-{seg.speaker.rsplit('/', 1)[-1]}"  # overlapping turns of two speakers
+    return sid
 
+
+def build_segment_rows(ctx: RecordingContext, segments: list[PlannedSegment], output_rate: int,
+                       audio: list[bytes | None], audio_enhanced: list[bytes | None]) -> list[dict]:
+    """One row per segment of ``ordered(segments)``; ``audio``/``audio_enhanced`` hold each
+    segment's FLAC bytes in that order (None: the variant is not written). Dropped segments
+    keep their audio and say why."""
     rows = []
-    for seg in sorted(segments, key=lambda s: (s.start, s.end, s.speaker or "")):
-        a, b = int(round(seg.start * output_rate)), int(round(seg.end * output_rate))
-        sid = segment_id(ctx.recording_id, seg.start, seg.end)
-        if seg.speaker is not None:
-            sid = f"{sid}-{seg.speaker.rsplit('/', 1)[-1]}"  # overlapping turns of two speakers
+    for seg, raw, enh in zip(ordered(segments), audio, audio_enhanced, strict=True):
+        sid = segment_row_id(ctx, seg)
+        figures = asdict(seg)
         rows.append(
             {
                 "segment_id": sid,
@@ -75,14 +59,15 @@ def build_segment_rows(
                 "words": seg.words,
                 "kept": seg.kept,
                 "drop_reason": seg.drop_reason,
-                "audio": cell(audio, a, b, f"{sid}.flac"),
-                "audio_enhanced": cell(audio_enh, a, b, f"{sid}.enhanced.flac"),
+                "audio": None if raw is None else {"bytes": raw, "path": f"{sid}.flac"},
+                "audio_enhanced": None if enh is None else {"bytes": enh, "path": f"{sid}.enhanced.flac"},
                 "sample_rate": output_rate,
                 "snr_db": None,
                 "dnsmos_ovrl": None,
                 "dnsmos_sig": None,
                 "dnsmos_bak": None,
                 "models": [{"stage": k, "model": v} for k, v in ctx.models],
+                **{name: figures[name] for name in FIGURE_COLUMNS},
             }
         )
     return rows

@@ -26,6 +26,9 @@ from urllib.parse import unquote, urlparse
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
+from pydantic import Field
+
+from manifests.params import Params
 
 Storage = Mapping[str, Any] | None
 
@@ -106,7 +109,7 @@ def fs_options(protocol: str, storage: Storage) -> dict[str, Any]:
     return opts
 
 
-# Set once a remote store is opened in this process (see manifests.cli: exiting after a scan).
+# Set once a remote store is opened in this process (see inspection.cli: exiting after a scan).
 REMOTE_OPENED = False
 
 
@@ -177,3 +180,26 @@ def local_copy(url: str, storage: Storage = None, temp_dir: str | None = None) -
 def forwarded_env() -> dict[str, str]:
     """The storage variables of this process's environment that workers should see too."""
     return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+
+
+class StorageConfig(Params):
+    """Object stores (s3://, gs://, any fsspec store) for INPUT arguments and --out.
+
+    Credentials and endpoint come from the standard environment of every process
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
+    AWS_ENDPOINT_URL, AWS_DEFAULT_REGION; GOOGLE_APPLICATION_CREDENTIALS); a run attaching
+    to a Ray cluster forwards the AWS ones to its workers. What is set here wins over the
+    environment and travels to the workers with the stage arguments. This section is saved
+    in each run's config.yaml: keep secrets in the environment. Out of ``config_hash``:
+    where the data lives never changes what is written.
+    """
+
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2, moto); "
+                                     "None: AWS_ENDPOINT_URL, else AWS itself")
+    anon: bool = Field(False, description="unsigned requests, for public buckets")
+    client_kwargs: dict[str, Any] = Field(default_factory=dict, description="botocore client arguments, e.g. region_name")
+    options: dict[str, Any] = Field(default_factory=dict, description="further fsspec storage options, passed as is")
+    lease_ttl_s: float = Field(300.0, gt=0, description="corpus lock lease on an object store: renewed every third "
+                               "of this; a lease this old without renewal may be taken over by another run")
+    temp_dir: str | None = Field(None, description="where decode workers copy an object before ffmpeg reads it; "
+                                 "None: the system temp directory")

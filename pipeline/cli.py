@@ -8,11 +8,11 @@ import sys
 import click
 
 from enhancement_bsrnn.cli import enhance_group
-from manifests.cli import manifest
+from evaluation.cli import eval_group
+from inspection.cli import manifest
 from manifests.lock import CorpusLocked
 from pipeline.config import ConfigError, load_config
-from pipeline.eval_cli import eval_group
-from pipeline.sources import InputError
+from sources.discovery import InputError
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -71,7 +71,7 @@ def fetch(urls, corpus, out_dir, config_path, overrides, verbose) -> None:
     `refinery run OUT/<corpus>/media`. Exit status 1 when some item failed.
     """
     _setup_logging(verbose)
-    from pipeline.fetch import FetchInputError, fetch as fetch_urls
+    from sources.fetch import FetchInputError, fetch as fetch_urls
 
     try:
         cfg = load_config(config_path, overrides)

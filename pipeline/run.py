@@ -26,20 +26,12 @@ from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
 from manifests.lock import lock_corpus
 from manifests.storage import forwarded_env, normalise
-from pipeline.config import PipelineConfig, RayConfig
-from pipeline.fetch import read_source_meta
+from pipeline.config import RayConfig
 from pipeline.progress import RunProgress
-from pipeline.sources import SourceRef, discover
-from stages.base import StageSpec
-from stages.decode import decode_row
-from stages.diarize import DiarizeSegmenter
-from stages.enhance import EnhanceStage
-from stages.fingerprint import fingerprint_row
-from stages.language_id import LanguageIdStage
-from stages.text_filter import TextFilterStage
-from stages.transcribe import TranscribeStage
-from stages.vad_segment import VadSegmenter
-from stages.write import write_batch
+from pipeline.stage_order import PIPELINE, PRE_GRAPH
+from sources.discovery import SourceRef, discover
+from sources.fetch import read_source_meta
+from stages.base import RunContext
 
 log = logging.getLogger("refinery")
 
@@ -62,6 +54,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     recovery: str = ""
     failures: list[tuple[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # busy seconds per stage, all sources
 
     def describe(self) -> str:
         if self.processed == 0:
@@ -79,9 +72,6 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-LOCAL_MIN_LOGICAL_CPUS = 6  # enhance, diarize, language ID, transcribe and filter pools, plus tasks
-
-
 def ensure_ray(cfg: RayConfig) -> None:
     import ray
 
@@ -96,9 +86,8 @@ def ensure_ray(cfg: RayConfig) -> None:
             if env and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
                 kwargs["runtime_env"] = {"env_vars": env}
         else:
-            # Each actor pool of the graph holds a CPU while it lives; on a small machine too few
-            # logical CPUs let the later pools never start while earlier ones wait on back-pressure.
-            kwargs["num_cpus"] = cfg.num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_LOGICAL_CPUS)
+            if cfg.num_cpus:
+                kwargs["num_cpus"] = cfg.num_cpus
             if cfg.object_store_memory_gb:
                 kwargs["object_store_memory"] = int(cfg.object_store_memory_gb * 1024**3)
         ray.init(**kwargs)
@@ -109,46 +98,15 @@ def ensure_ray(cfg: RayConfig) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. "progress bars disabled"
 
 
-def build_stages(cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str, config_hash: str) -> list[StageSpec]:
-    if cfg.diarization.enabled:
-        d = cfg.diarization
-        segmenter = StageSpec("diarize", DiarizeSegmenter, d.resources, batch_size=1, pool=d.pool,
-                              init_kwargs={"diarization": d, "segment": cfg.segment})
-    else:  # voice activity only: segments without speakers
-        segmenter = StageSpec("segment", VadSegmenter, cfg.vad.resources, batch_size=cfg.vad.batch_size,
-                              pool=cfg.vad.pool, init_kwargs={"vad": cfg.vad, "segment": cfg.segment})
-    return [
-        StageSpec("decode", decode_row, cfg.decode.resources,
-                  call_kwargs={"cfg": cfg.decode, "storage": cfg.storage.model_dump()}),
-        *([StageSpec("enhance", EnhanceStage, cfg.enhance.resources, batch_size=cfg.enhance.recordings_per_call,
-                     pool=cfg.enhance.pool, init_kwargs={"enhance": cfg.enhance})]
-          if cfg.enhance.enabled else []),
-        segmenter,
-        *([StageSpec("language_id", LanguageIdStage, cfg.language_id.resources, batch_size=cfg.language_id.batch_size,
-                     pool=cfg.language_id.pool, init_kwargs={"language_id": cfg.language_id})]
-          if cfg.language_id.enabled else []),
-        *([StageSpec("transcribe", TranscribeStage, cfg.transcribe.resources, batch_size=cfg.transcribe.batch_size,
-                     pool=cfg.transcribe.pool, init_kwargs={"transcribe": cfg.transcribe})]
-          if cfg.transcribe.enabled else []),
-        *([StageSpec("text_filter", TextFilterStage, cfg.filters.resources, batch_size=cfg.filters.batch_size,
-                     pool=cfg.filters.pool, init_kwargs={"filters": cfg.filters})]
-          if cfg.filters.enabled else []),
-        StageSpec("write", write_batch, cfg.output.write_resources, batch_size=cfg.output.sources_per_write,
-                  call_kwargs={"out_dir": out_dir, "corpus": corpus, "run_id": run_id, "config_hash": config_hash,
-                               "output": cfg.output, "storage": cfg.storage.model_dump(),
-                               "variants": cfg.enhance.variants if cfg.enhance.enabled else "raw"}),
-    ]
-
-
-def _fingerprint(sources: list[SourceRef], cfg: PipelineConfig) -> list[FingerprintedSource]:
+def _fingerprint(sources: list[SourceRef], cfg, run: RunContext) -> list[FingerprintedSource]:
     import ray
 
-    from pipeline.graph import apply_stage
+    from pipeline.graph import apply_stage, cluster_cpus, plan_graph
 
     items = [{"index": i, "uri": s.uri, "path": s.path, "error": s.error} for i, s in enumerate(sources)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
-    ds = apply_stage(ds, StageSpec("fingerprint", fingerprint_row, cfg.decode.resources,
-                                   call_kwargs={"storage": cfg.storage.model_dump()}))
+    for planned in plan_graph(PRE_GRAPH, cfg, cluster_cpus()):
+        ds = apply_stage(ds, planned, cfg, run)
     rows = sorted(ds.take_all(), key=lambda r: r["index"])
     return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
 
@@ -198,15 +156,18 @@ class _Committer:
                     self.shards += 1
             ledger_rows.append({
                 **{k: r.get(k) for k in ("source_uri", "sha256", "size_bytes", "recording_id", "corpus", "run_id",
-                                         "config_hash", "status", "error", "duration_s", "segments", "segments_kept",
+                                         "config_hash", "status", "error", "duration_s", "segments_kept",
                                          "kept_seconds", "speakers", "container", "codec", "source_sample_rate",
                                          "source_channels", "warning")},
+                "segments": r.get("segment_count") or 0,
                 "staged_paths": list(r["staged_paths"] or []),
                 "shard_paths": [final_of[s] for s in r["staged_paths"] or []],
                 "started_at": _ts(r.get("started_at")), "finished_at": _ts(r.get("finished_at")),
                 "source_meta": read_source_meta(r["source_uri"]),  # local sources: the uri is the path
             })
         self.commit_rows(ledger_rows)
+        for ledger_row, r in zip(ledger_rows, batch):  # not a ledger column: for the run summary only
+            ledger_row["stage_seconds"] = r.get("stage_seconds")
         return ledger_rows
 
 
@@ -214,7 +175,7 @@ def run_pipeline(
     inputs: list[str],
     corpus: str,
     out_dir: str | Path,
-    cfg: PipelineConfig,
+    cfg,
     *,
     retry_failed: bool = False,
     progress: RunProgress | None = None,
@@ -239,7 +200,8 @@ def run_pipeline(
             log.warning("no sources found in %s", " ".join(inputs))
 
         ensure_ray(cfg.ray)
-        fingerprinted = _fingerprint(sources, cfg) if sources else []
+        run = RunContext(out_dir=out_dir, corpus=corpus, run_id=run_id, config_hash=config_hash)
+        fingerprinted = _fingerprint(sources, cfg, run) if sources else []
         plan = plan_run(fingerprinted, ledger.index(config_hash), retry_failed)
         committer = _Committer(ledger, layout, run_id)
         early = [_early_row(s, "skipped", why, corpus, run_id, config_hash) for s, why in plan.skipped]
@@ -251,12 +213,14 @@ def run_pipeline(
         summary.processed = len(plan.process)
         if plan.process:
             log.info("processing %d source(s); %d skipped, %d unreadable", len(plan.process), len(plan.skipped), len(plan.failed))
-            finished = _process(plan.process, cfg, out_dir, corpus, run_id, config_hash, committer, progress)
+            finished = _process(plan.process, cfg, run, committer, progress)
             for r in finished:
                 summary.audio_seconds += r.get("duration_s") or 0.0
                 summary.segments += r.get("segments") or 0
                 summary.segments_kept += r.get("segments_kept") or 0
                 summary.kept_seconds += r.get("kept_seconds") or 0.0
+                for t in r.get("stage_seconds") or []:
+                    summary.stage_seconds[t["stage"]] = round(summary.stage_seconds.get(t["stage"], 0.0) + t["seconds"], 3)
                 if r["status"] == "done":
                     summary.done += 1
                 else:
@@ -267,17 +231,19 @@ def run_pipeline(
     return summary
 
 
-def _process(process: list[FingerprintedSource], cfg: PipelineConfig, out_dir: str, corpus: str, run_id: str,
-             config_hash: str, committer: _Committer, progress: RunProgress) -> list[dict]:
+def _process(process: list[FingerprintedSource], cfg, run: RunContext, committer: _Committer,
+             progress: RunProgress) -> list[dict]:
     import ray
 
-    from pipeline.graph import apply_stage
+    from pipeline.graph import apply_stage, cluster_cpus, plan_graph
 
     items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
               "recording_id": recording_id(s.uri, s.sha256)} for s in process]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    for spec in build_stages(cfg, out_dir, corpus, run_id, config_hash):
-        ds = apply_stage(ds, spec)
+    planned = plan_graph(PIPELINE, cfg, cluster_cpus())
+    log.info("graph: %s", " -> ".join(f"{p.stage.name} ({p.placement.resources.num_cpus:g} CPU)" for p in planned))
+    for stage in planned:
+        ds = apply_stage(ds, stage, cfg, run)
     finished: list[dict] = []
     progress.start(len(items))
     try:

@@ -1,4 +1,5 @@
-"""Ray-facing stage wrappers: each declares its resources and maps rows with plain functions.
+"""Stages: one module each, declaring name, config sections, placement and the row fields it
+reads and writes (``stages.base.Stage``), and calling the logic packages for the work.
 
-Stage code never imports Ray; ``pipeline.graph`` turns a ``StageSpec`` into Ray Data calls.
+Stage code never imports Ray; ``pipeline.graph`` turns the declarations into Ray Data calls.
 """

@@ -1,57 +1,100 @@
-"""Stage 1, decode: a source row in, the same row with mono float samples out (a CPU task).
+"""Stage 1, decode: a source row in, its signals out (a CPU task).
+
+Out of one ffmpeg decode at the working rate come: ``samples`` (the working-rate signal,
+for enhancement; dropped by the executor when no later stage reads it), ``analysis`` (the
+16 kHz signal the model stages share, unless enhancement will replace it) and
+``audio_raw`` (the whole recording as FLAC at the output rate, for the writer).
 
 A source that cannot be decoded keeps flowing with ``status='failed'`` and the reason, so
-the ledger records it and the run goes on.
-
-An object in a store (``s3://...``) is first streamed to a local temporary file, removed
-when the decode is over whatever happens. Not piped into ffmpeg: probing and decoding
-read the input twice, and containers such as MP4/M4A with the index at the end need a
-seekable input; the copy costs one source's size of local disk per decode worker
-(``storage.temp_dir`` says where).
+the ledger records it and the run goes on. An object in a store (``s3://...``) is first
+streamed to a local temporary file, removed when the decode is over whatever happens
+(probing and decoding read the input twice, and MP4/M4A with the index at the end need a
+seekable input; ``storage.temp_dir`` says where).
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import ExitStack, contextmanager
-from typing import Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from audio_io.decode import DecodeError, decode
-from manifests.storage import Storage, describe_error, local_copy
-from pipeline.config import DecodeConfig
+from audio_io.decode import DecodeError, DecodeParams, check_duration, decode
+from audio_io.signals import ANALYSIS_RATE, analysis_signal, encode_variant
+from manifests.storage import Storage, StorageConfig, describe_error, local_copy
+from stages.base import Placement, Resources, RunContext, Section, Stage
+from stages.enhance import EnhanceSection
+from stages.output import OutputSection
 
 
-def decode_row(row: dict, cfg: DecodeConfig, storage: Storage = None) -> dict:
-    out = dict(row)
-    out.update(
-        started_at=time.time(), status="ok", error=None, duration_s=None,
-        container=None, codec=None, source_sample_rate=None, source_channels=None, warning=None,
-        sample_rate=cfg.sample_rate, samples=np.zeros(0, dtype=np.float32),
-    )
-    try:
-        if row.get("size_bytes") == 0:
-            raise DecodeError("empty file (0 bytes)")
-        with _readable(row["path"], storage) as path:
-            audio = decode(path, cfg.sample_rate, non_finite=cfg.non_finite, timeout_s=cfg.timeout_s)
+class DecodeSection(DecodeParams, Section):
+    placement_fields: ClassVar[frozenset[str]] = frozenset({"timeout_s", "resources"})
+    resources: Resources = Resources()
+
+
+class DecodeStage(Stage):
+    name = "decode"
+    sections = {"decode": DecodeSection, "enhance": EnhanceSection, "output": OutputSection, "storage": StorageConfig}
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
+        super().__init__(cfg, run)
+        self.params: DecodeSection = cfg.decode
+        self.storage: Storage = cfg.storage.model_dump()
+        enhance = cfg.enhance
+        self.make_analysis = not (enhance.enabled and enhance.analyse == "enhanced")
+        self.make_raw = not (enhance.enabled and enhance.variants == "enhanced")
+        self.output = cfg.output
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.decode.resources)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("path", "size_bytes")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("started_at", "status", "error", "duration_s", "container", "codec", "source_sample_rate",
+                "source_channels", "warning", "samples", "sample_rate", "analysis", "analysis_rate", "audio_raw")
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        return [self.decode_row(r) for r in rows]
+
+    def decode_row(self, row: dict) -> dict:
+        out = dict(row)
         out.update(
-            container=audio.info.container, codec=audio.info.codec,
-            source_sample_rate=audio.info.sample_rate, source_channels=audio.info.channels,
-            duration_s=audio.duration_s, warning=audio.warning and audio.warning.replace(path, row["path"]),
+            started_at=time.time(), status="ok", error=None, duration_s=None,
+            container=None, codec=None, source_sample_rate=None, source_channels=None, warning=None,
+            sample_rate=self.params.sample_rate, samples=np.zeros(0, dtype=np.float32),
+            analysis=np.zeros(0, dtype=np.float32), analysis_rate=ANALYSIS_RATE, audio_raw=None,
         )
-        if audio.non_finite_replaced:
-            out["warning"] = f"{audio.non_finite_replaced} non-finite samples replaced by zero"
-        if audio.duration_s < cfg.min_duration_s:
-            raise DecodeError(f"too short: {audio.duration_s:.2f} s of audio, the minimum is {cfg.min_duration_s} s (decode.min_duration_s)")
-        if cfg.max_duration_s is not None and audio.duration_s > cfg.max_duration_s:
-            raise DecodeError(f"too long: {audio.duration_s:.0f} s of audio, the maximum is {cfg.max_duration_s} s (decode.max_duration_s)")
-        out["samples"] = audio.samples
-    except DecodeError as exc:
-        out.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - any surprise becomes a failed row, not a dead job
-        out.update(status="failed", error=f"unexpected decode error: {type(exc).__name__}: {exc}")
-    return out
+        try:
+            if row.get("size_bytes") == 0:
+                raise DecodeError("empty file (0 bytes)")
+            with _readable(row["path"], self.storage) as path:
+                audio = decode(path, self.params.sample_rate, non_finite=self.params.non_finite,
+                               timeout_s=self.params.timeout_s)
+            out.update(
+                container=audio.info.container, codec=audio.info.codec,
+                source_sample_rate=audio.info.sample_rate, source_channels=audio.info.channels,
+                duration_s=audio.duration_s, warning=audio.warning and audio.warning.replace(path, row["path"]),
+            )
+            if audio.non_finite_replaced:
+                out["warning"] = f"{audio.non_finite_replaced} non-finite samples replaced by zero"
+            check_duration(audio, self.params)
+            out["samples"] = audio.samples
+            if self.make_analysis:
+                out["analysis"] = analysis_signal(audio.samples, audio.sample_rate)
+            if self.make_raw:
+                out["audio_raw"] = encode_variant(audio.samples, audio.sample_rate, self.output.sample_rate,
+                                                  self.output.flac_subtype)
+        except DecodeError as exc:
+            out.update(status="failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - any surprise becomes a failed row, not a dead job
+            out.update(status="failed", error=f"unexpected decode error: {type(exc).__name__}: {exc}")
+        return out
 
 
 @contextmanager

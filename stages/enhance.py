@@ -1,69 +1,92 @@
 """Stage 2, enhance: BSRNN (or DeepFilterNet3) over each recording, raw signal kept (an actor pool stage).
 
-Each actor loads the enhancer once. Recordings of a batch are enhanced together (their
-windows share forward passes). Afterwards a row carries two signals of the same rate and
-length: ``samples``, which the later stages analyse (the enhanced one unless
-``enhance.analyse = raw``), and ``samples_other``; ``analysed_variant`` says which is which,
-so the writer can put each in its column.
+Each actor loads the enhancer once; recordings of a call are enhanced together (their
+windows share forward passes). Out: ``audio_enhanced`` (the whole recording as FLAC at the
+output rate, for the writer) and, unless ``enhance.analyse = raw``, the 16 kHz
+``analysis`` signal made from the enhanced one.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any, ClassVar, Literal
 
-from audio_io.resample import resample
-from manifests import planned_segment
-from pipeline.config import EnhanceConfig
+from pydantic import Field
+
+from audio_io.signals import analysis_signal, encode_variant
+from enhancement_bsrnn.params import EnhanceParams
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.output import OutputSection
 
 
-class EnhanceStage:
-    def __init__(self, enhance: EnhanceConfig) -> None:
+class EnhanceSection(EnhanceParams, Section):
+    """Pretraining samples raw and enhanced audio 1:1 (Kimi-Audio), so by default both are
+    written; the later stages (diarization, language ID, ASR) analyse the enhanced one."""
+
+    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT | {"recordings_per_call"}
+    enabled: bool = True
+    variants: Literal["both", "raw", "enhanced"] = Field("both", description="which audio the shards carry: "
+                                                         "`audio` (raw), `audio_enhanced`, or both")
+    analyse: Literal["enhanced", "raw"] = Field("enhanced", description="the signal diarization, language ID and ASR use")
+    device: str = "cpu"
+    batch_size: int = Field(8, ge=1, description="windows per forward pass, across recordings")
+    recordings_per_call: int = Field(4, ge=1, description="recordings an actor enhances together")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class EnhanceStage(Stage):
+    name = "enhance"
+    sections = {"enhance": EnhanceSection, "output": OutputSection}
+    uses_model = True
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
         from enhancement_bsrnn.inference import load_enhancer
 
-        self.cfg = enhance
-        self.enhancer = load_enhancer(enhance.model, backend=enhance.backend, device=enhance.device,
-                                      precision=enhance.precision, chunk_s=enhance.chunk_s, overlap_s=enhance.overlap_s,
-                                      batch_size=enhance.batch_size)
+        super().__init__(cfg, run)
+        p: EnhanceSection = cfg.enhance
+        self.params = p
+        self.output = cfg.output
+        self.enhancer = load_enhancer(p.model, backend=p.backend, device=p.device, precision=p.precision,
+                                      chunk_s=p.chunk_s, overlap_s=p.overlap_s, batch_size=p.batch_size)
 
-    def __call__(self, rows: list[dict]) -> list[dict]:
-        out = [dict(r, models_json=planned_segment.append_models(r.get("models_json"), [("enhance", self.enhancer.name)]),
-                    samples_other=np.zeros(0, dtype=np.float32), analysed_variant="raw") for r in rows]
-        todo = [i for i, r in enumerate(out) if r["status"] == "ok" and len(r["samples"])]
+    @classmethod
+    def enabled(cls, cfg: Any) -> bool:
+        return cfg.enhance.enabled
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.enhance.resources, rows_per_call=cfg.enhance.recordings_per_call, pool=cfg.enhance.pool)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("status", "samples", "sample_rate", "models")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("status", "error", "analysis", "audio_enhanced", "models")
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        return [("enhance", self.enhancer.name)]
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        from enhancement_bsrnn.inference import enhance_signals
+
+        out = [dict(r, models=append_models(r.get("models"), self.model_ids()), audio_enhanced=None) for r in rows]
         by_rate: dict[int, list[int]] = {}
-        for i in todo:
-            by_rate.setdefault(int(out[i]["sample_rate"]), []).append(i)
+        for i, r in enumerate(out):
+            if r["status"] == "ok" and len(r["samples"]):
+                by_rate.setdefault(int(r["sample_rate"]), []).append(i)
         for rate, indices in by_rate.items():
             try:
-                enhanced = self._enhance([out[i]["samples"] for i in indices], rate)
+                enhanced = enhance_signals(self.enhancer, [out[i]["samples"] for i in indices], rate,
+                                           self.params.sample_rate)
+                for i, signal in zip(indices, enhanced):
+                    if self.params.variants != "raw":
+                        out[i]["audio_enhanced"] = encode_variant(signal, rate, self.output.sample_rate,
+                                                                  self.output.flac_subtype)
+                    if self.params.analyse == "enhanced":
+                        out[i]["analysis"] = analysis_signal(signal, rate)
             except Exception as exc:  # noqa: BLE001 - a model error fails these sources, the run goes on
                 for i in indices:
                     out[i].update(status="failed", error=f"enhancement failed: {type(exc).__name__}: {exc}")
-                continue
-            for i, signal in zip(indices, enhanced):
-                raw = out[i]["samples"]
-                if self.cfg.analyse == "enhanced":
-                    out[i].update(samples=signal, samples_other=raw, analysed_variant="enhanced")
-                else:
-                    out[i].update(samples_other=signal)
         return out
-
-    def _enhance(self, signals: list[np.ndarray], rate: int) -> list[np.ndarray]:
-        work_rate = self.cfg.sample_rate or rate
-        work = [resample(np.asarray(s, dtype=np.float32), rate, work_rate) for s in signals]
-        if hasattr(self.enhancer, "enhance_many"):
-            done = self.enhancer.enhance_many(work, work_rate)
-        else:
-            done = [self.enhancer.enhance(w, work_rate) for w in work]
-        result = []
-        for original, signal in zip(signals, done):
-            back = resample(signal, work_rate, rate)[: len(original)]
-            result.append(np.pad(back, (0, len(original) - len(back))).astype(np.float32))
-        return result
-
-
-def raw_and_enhanced(row: dict) -> tuple[np.ndarray, np.ndarray | None]:
-    """The writer's view of a row: (raw signal, enhanced signal or None)."""
-    if row.get("analysed_variant") == "enhanced":
-        return row["samples_other"], row["samples"]
-    other = row.get("samples_other")
-    return row["samples"], (other if other is not None and len(other) else None)

@@ -1,25 +1,52 @@
-"""Content hash and size of each source, computed where the data is (a Ray task).
+"""Content hash and size of each source, computed where the data is (a task, before the graph).
 
 Objects in a store are streamed through fsspec and hashed on the way, never stored.
 """
 
 from __future__ import annotations
 
-from manifests.storage import Storage, describe_error, is_remote
-from pipeline.sources import fingerprint
+from typing import Any
+
+from manifests.storage import StorageConfig, describe_error, is_remote
+from sources.discovery import fingerprint
+from stages.base import Placement, RunContext, Stage
+from stages.decode import DecodeSection
 
 
-def fingerprint_row(row: dict, storage: Storage = None) -> dict:
-    out = dict(row, sha256=None, size_bytes=None)
-    if row.get("error") or not row.get("path"):
-        return out
-    try:
-        out["sha256"], out["size_bytes"] = fingerprint(row["path"], storage=storage)
-    except OSError as exc:
-        if is_remote(row["path"]):
+class FingerprintStage(Stage):
+    name = "fingerprint"
+    sections = {"decode": DecodeSection, "storage": StorageConfig}
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
+        super().__init__(cfg, run)
+        self.storage = cfg.storage.model_dump()
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.decode.resources)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("path", "error")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("sha256", "size_bytes", "error")
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        return [self.fingerprint_row(r) for r in rows]
+
+    def fingerprint_row(self, row: dict) -> dict:
+        out = dict(row, sha256=None, size_bytes=None)
+        if row.get("error") or not row.get("path"):
+            return out
+        try:
+            out["sha256"], out["size_bytes"] = fingerprint(row["path"], storage=self.storage)
+        except OSError as exc:
+            if is_remote(row["path"]):
+                out["error"] = f"cannot read the object: {describe_error(exc)}"
+            else:
+                out["error"] = f"cannot read the file: {exc.strerror or exc}"
+        except Exception as exc:  # noqa: BLE001 - e.g. an unreachable endpoint: the source fails, the run goes on
             out["error"] = f"cannot read the object: {describe_error(exc)}"
-        else:
-            out["error"] = f"cannot read the file: {exc.strerror or exc}"
-    except Exception as exc:  # noqa: BLE001 - e.g. an unreachable endpoint: the source fails, the run goes on
-        out["error"] = f"cannot read the object: {describe_error(exc)}"
-    return out
+        return out

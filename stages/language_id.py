@@ -1,26 +1,65 @@
 """Stage 7, language ID: an actor pool stage over ``transcription.language_id``.
 
-Each actor loads the Whisper model once. A call batches all segments of all its rows
+Each actor loads the Whisper model once. A call batches the kept segments of all its rows
 through Whisper's language head, then decides per recording (per segment; majority only
-as a tie-breaker). Rows that are not ``ok`` pass through untouched.
+as a tie-breaker). Rows that are not ``ok`` pass through (with the stage's model noted, as every
+model stage does).
 """
 
 from __future__ import annotations
 
-from pipeline.config import LanguageIdConfig
-from transcription.language_id import LidPolicy, WhisperLanguageId, identify_languages
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from transcription.language_id import LanguageIdParams, WhisperLanguageId, identify_languages
 from transcription.models import load_whisper, whisper_model_version
 from transcription.rows import process_rows
 
 
-class LanguageIdStage:
-    def __init__(self, language_id: LanguageIdConfig) -> None:
-        cfg = language_id
-        self.lid = WhisperLanguageId(load_whisper(cfg.model, cfg.device, cfg.precision, cfg.cpu_threads), cfg.batch_size)
-        self.policy = LidPolicy(tuple(cfg.languages), cfg.min_probability, cfg.tie_break_min_probability)
-        self.pad_s = cfg.context_pad_s
-        self.models = [("language_id", whisper_model_version(cfg.model))]
+class LanguageIdSection(LanguageIdParams, Section):
+    """Stage 7: Whisper language identification per segment (transcription.language_id)."""
 
-    def __call__(self, rows: list[dict]) -> list[dict]:
-        return process_rows(rows, "language ID", lambda recs: identify_languages(recs, self.lid, self.policy, self.pad_s),
-                            self.models)
+    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT
+    enabled: bool = True
+    device: str = "cpu"
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads; 0: its default (follows OMP_NUM_THREADS, set by Ray)")
+    batch_size: int = Field(16, ge=1, description="segments per encoder batch (across recordings)")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class LanguageIdStage(Stage):
+    name = "language_id"
+    sections = {"language_id": LanguageIdSection}
+    uses_model = True
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
+        super().__init__(cfg, run)
+        p: LanguageIdSection = cfg.language_id
+        self.params = p
+        self.lid = WhisperLanguageId(load_whisper(p.model, p.device, p.precision, p.cpu_threads), p.batch_size)
+
+    @classmethod
+    def enabled(cls, cfg: Any) -> bool:
+        return cfg.language_id.enabled
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.language_id.resources, rows_per_call=cfg.language_id.batch_size, pool=cfg.language_id.pool)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("status", "analysis", "analysis_rate", "segments", "models")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("status", "error", "segments", "models")
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        return [("language_id", whisper_model_version(self.params.model))]
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        done = process_rows(rows, "language ID", lambda recs: identify_languages(recs, self.lid, self.params))
+        return [dict(r, models=append_models(r.get("models"), self.model_ids())) for r in done]

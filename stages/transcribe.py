@@ -2,22 +2,63 @@
 
 Each actor loads the configured models once (Whisper for en; Paraformer-zh or Whisper for
 zh). A call gathers the kept segments of all its rows, transcribes them grouped by
-language in batches, and writes text, words and ASR diagnostics back into each segment.
+language in batches, and writes text, words and ASR figures back into each segment.
 """
 
 from __future__ import annotations
 
-from pipeline.config import TranscribeConfig
-from transcription.asr import SegmentTranscriber, transcribe_recordings
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from transcription.asr import SegmentTranscriber, TranscribeParams, transcribe_recordings
 from transcription.rows import process_rows
 
 
-class TranscribeStage:
-    def __init__(self, transcribe: TranscribeConfig) -> None:
-        self.transcriber = SegmentTranscriber(transcribe)
-        self.models = self.transcriber.models()
-        self.pad_s = transcribe.context_pad_s
+class TranscribeSection(TranscribeParams, Section):
+    """Stages 8-9: Whisper (en), Paraformer-zh or Whisper (zh), gap-based Chinese punctuation."""
 
-    def __call__(self, rows: list[dict]) -> list[dict]:
-        return process_rows(rows, "transcription", lambda recs: transcribe_recordings(recs, self.transcriber, self.pad_s),
-                            self.models)
+    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT
+    enabled: bool = True
+    device: str = "cpu"
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2/torch threads; 0: follow OMP_NUM_THREADS (set by Ray)")
+    batch_size: int = Field(8, ge=1, description="segments per decoding batch (across recordings)")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class TranscribeStage(Stage):
+    name = "transcribe"
+    sections = {"transcribe": TranscribeSection}
+    uses_model = True
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
+        super().__init__(cfg, run)
+        p: TranscribeSection = cfg.transcribe
+        self.params = p
+        self.transcriber = SegmentTranscriber(p, device=p.device, cpu_threads=p.cpu_threads, batch_size=p.batch_size)
+
+    @classmethod
+    def enabled(cls, cfg: Any) -> bool:
+        return cfg.transcribe.enabled
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.transcribe.resources, rows_per_call=cfg.transcribe.batch_size, pool=cfg.transcribe.pool)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("status", "analysis", "analysis_rate", "segments", "models")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("status", "error", "segments", "models")
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        return self.transcriber.models()
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        done = process_rows(rows, "transcription",
+                            lambda recs: transcribe_recordings(recs, self.transcriber, self.params.context_pad_s))
+        return [dict(r, models=append_models(r.get("models"), self.model_ids())) for r in done]

@@ -1,50 +1,72 @@
-"""Segmentation by voice activity (until diarization replaces it): an actor pool stage.
+"""Segmentation by voice activity, when diarization is off: an actor pool stage.
 
-Each actor loads Silero VAD once. Per recording: speech regions (Silero, split at 27 s),
-then segment merging and the length rules of ``diarization.segment_merge``. Output: the
-decision per segment as JSON (start, end, speaker, drop_reason), the audio untouched.
+Each actor loads Silero VAD once; per recording ``diarization.vad.segment_by_voice`` gives
+the segments (no speakers), with the length rules of segment merging.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import Any, ClassVar
 
-from diarization.segment_merge import merge_adjacent, partition_by_length, split_long
-from diarization.vad import SileroVad, VadParams
-from manifests import planned_segment
-from manifests.planned_segment import PlannedSegment
-from pipeline.config import SegmentConfig, VadConfig
+from pydantic import Field
+
+from diarization.vad import SileroVad, VadParams, segment_by_voice
+from manifests.planned_segment import to_rows
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.segment import SegmentSection
 
 
-class VadSegmenter:
-    def __init__(self, vad: VadConfig, segment: SegmentConfig) -> None:
-        self.vad_cfg = vad
-        self.seg_cfg = segment
-        self.vad = SileroVad(vad.model, vad.sample_rate, vad.device)
-        self.model_id = f"{vad.model}@{version('silero-vad')}"
-        self.params = VadParams(
-            threshold=vad.threshold, min_speech_s=vad.min_speech_s, min_silence_s=vad.min_silence_s,
-            speech_pad_s=vad.speech_pad_s, max_speech_s=segment.max_duration_s,
-        )
+class VadSection(VadParams, Section):
+    """Voice-activity segmentation (Silero VAD). Used when diarization is off."""
 
-    def __call__(self, rows: list[dict]) -> list[dict]:
+    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT
+    device: str = "cpu"
+    batch_size: int = Field(1, ge=1, description="recordings per actor call")
+    resources: Resources = Resources()
+    pool: ActorPool = ActorPool()
+
+
+class VadSegmentStage(Stage):
+    name = "segment"
+    sections = {"vad": VadSection, "segment": SegmentSection}
+    uses_model = True
+
+    def __init__(self, cfg: Any, run: RunContext) -> None:
+        super().__init__(cfg, run)
+        self.params: VadSection = cfg.vad
+        self.merge: SegmentSection = cfg.segment
+        self.vad = SileroVad(self.params.model, self.params.sample_rate, self.params.device)
+        self.model_id = f"{self.params.model}@{version('silero-vad')}"
+
+    @classmethod
+    def enabled(cls, cfg: Any) -> bool:
+        return not cfg.diarization.enabled
+
+    @classmethod
+    def placement(cls, cfg: Any) -> Placement:
+        return Placement(cfg.vad.resources, rows_per_call=cfg.vad.batch_size, pool=cfg.vad.pool)
+
+    @classmethod
+    def inputs(cls) -> tuple[str, ...]:
+        return ("status", "analysis", "models")
+
+    @classmethod
+    def outputs(cls) -> tuple[str, ...]:
+        return ("status", "error", "segments", "models")
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        return [("vad", self.model_id)]
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
         return [self.segment_row(r) for r in rows]
 
     def segment_row(self, row: dict) -> dict:
-        out = dict(row, segments_json="[]",
-                   models_json=planned_segment.append_models(row.get("models_json"), [("vad", self.model_id)]))
+        out = dict(row, segments=[], models=append_models(row.get("models"), self.model_ids()))
         if row["status"] != "ok":
             return out
         try:
-            samples, sr = row["samples"], row["sample_rate"]
-            spans = self.vad.speech_spans(samples, sr, self.params)
-            spans = merge_adjacent(spans, self.seg_cfg.max_duration_s, self.seg_cfg.max_gap_s)
-            spans = split_long(spans, self.seg_cfg.max_duration_s, samples, sr)
-            kept, short = partition_by_length(spans, self.seg_cfg.min_duration_s)
-            reason = f"shorter than {self.seg_cfg.min_duration_s} s (segment.min_duration_s)"
-            planned = [PlannedSegment(s.start, s.end, s.speaker) for s in kept]
-            planned += [PlannedSegment(s.start, s.end, s.speaker, drop_reason=reason) for s in short]
-            out["segments_json"] = planned_segment.dumps(planned)
-        except Exception as exc:  # noqa: BLE001
+            out["segments"] = to_rows(segment_by_voice(self.vad, row["analysis"], self.params, self.merge))
+        except Exception as exc:  # noqa: BLE001 - one bad recording must not stop the run
             out.update(status="failed", error=f"segmentation failed: {type(exc).__name__}: {exc}")
         return out

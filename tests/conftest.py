@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SUITE_RAY_CPUS = 2
 SHARED_REAL = Path(os.environ.get("REFINERY_SHARED_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
@@ -28,10 +29,9 @@ def ray_session():
     from pipeline.config import RayConfig
     from pipeline.run import ensure_ray
 
-    # Six logical CPUs on two cores: every actor pool of the full graph (enhance, diarize,
-    # language ID, transcribe, filter) holds one while it lives, and with fewer the later
-    # pools cannot start while earlier ones wait on back-pressure with full outputs.
-    ensure_ray(RayConfig(num_cpus=6, object_store_memory_gb=2.5))
+    # Two logical CPUs, fewer than the graph has actor pools: the pools reserve fractions of a
+    # CPU (pipeline.graph.fit_to_cluster); every pipeline test in the suite runs on this.
+    ensure_ray(RayConfig(num_cpus=SUITE_RAY_CPUS, object_store_memory_gb=2.5))
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

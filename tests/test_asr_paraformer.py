@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from audio_io.decode import decode
-from pipeline.config import TranscribeConfig
 from tests.conftest import real_clip
-from transcription.asr import SegmentTranscriber
+from transcription.asr import SegmentTranscriber, TranscribeParams
 from transcription.paraformer import ParaformerTranscriber, is_local_path
 from transcription.paraformer_assets import ASSETS, build_random_model_dir
 
@@ -81,13 +80,13 @@ def test_too_short_input_gives_an_empty_result_not_a_shifted_batch(paraformer: P
 
 
 def test_segment_transcriber_punctuates_paraformer_output(model_dir: Path, zh_audio) -> None:
-    cfg = TranscribeConfig(zh_backend="paraformer", paraformer_model=str(model_dir), cpu_threads=2)
-    tr = SegmentTranscriber(cfg)
+    params = TranscribeParams(zh_backend="paraformer", paraformer_model=str(model_dir))
+    tr = SegmentTranscriber(params, cpu_threads=2)
     results = tr.transcribe(zh_audio[:2], "zh")
     for res in results:
         assert res.text.endswith("。")
         assert [w["token"] for w in res.words] == [c for c in res.text if c not in "，。"]
-        assert "raw_text" in res.extra
+        assert res.raw_text is not None
     assert dict(tr.models())["transcribe_zh"] == f"{model_dir}@funasr==1.4.16"
 
 
@@ -106,4 +105,4 @@ def test_hub_ids_and_paths_are_told_apart(tmp_path: Path) -> None:
     assert not is_local_path("iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch")
     assert is_local_path("./models/paraformer") and is_local_path("/opt/models/pf") and is_local_path("a/b/c")
     assert is_local_path(str(tmp_path))
-    assert TranscribeConfig().paraformer_model == "paraformer-zh"  # the hub path stays the configured name
+    assert TranscribeParams().paraformer_model == "paraformer-zh"  # the hub path stays the configured name

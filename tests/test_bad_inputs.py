@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 
 from audio_io.decode import DecodeError, decode
+from audio_io.flac import decode_flac
+from audio_io.signals import ANALYSIS_RATE
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
-from manifests.stats import read_segments, source_status
-from pipeline.config import DecodeConfig, load_config
-from stages.decode import decode_row
+from inspection.stats import read_segments, source_status
+from pipeline.config import load_config
+from stages.base import RunContext
+from stages.decode import DecodeStage
 from tests.bad_inputs import CASE_NAMES, EIGHT_CHANNEL, HIFI_FLAC, Expected, make_bad_corpus
 
 RATE = 24000  # the pipeline's default working rate (decode.sample_rate)
@@ -69,21 +72,39 @@ def test_multichannel_is_averaged_to_mono(corpus, name):
     np.testing.assert_allclose(audio.samples, want, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def decode_stage(tmp_path_factory) -> DecodeStage:
+    """The decode stage of the default config, but with the analysis signal made from the raw audio
+    (enhance.analyse=raw), so that decode makes every signal it can."""
+    cfg = load_config(None, ["enhance.analyse=raw"])
+    assert cfg.decode.sample_rate == RATE
+    run = RunContext(out_dir=str(tmp_path_factory.mktemp("decode_out")), corpus="bad", run_id="run",
+                     config_hash=cfg.config_hash())
+    return DecodeStage(cfg, run)
+
+
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_decode_stage_each_file(corpus, name):
+def test_decode_stage_each_file(corpus, decode_stage, name):
     """The decode stage turns every failure into a failed row with the reason, never an exception."""
     directory, expected = corpus
     exp = expected[name]
     path = directory / name
-    out = decode_row({"source_uri": str(path), "path": str(path), "size_bytes": path.stat().st_size}, DecodeConfig())
+    (out,) = decode_stage.process_batch([{"source_uri": str(path), "path": str(path),
+                                          "size_bytes": path.stat().st_size}])
     if exp.good:
         assert out["status"] == "ok", f"{name}: {out['error']}"
         assert out["samples"].dtype == np.float32 and out["samples"].ndim == 1
+        assert out["sample_rate"] == RATE and abs(out["samples"].size - exp.duration_s * RATE) <= RATE * 0.05
         assert out["duration_s"] == pytest.approx(exp.duration_s, abs=0.05)
+        assert out["analysis_rate"] == ANALYSIS_RATE and out["analysis"].dtype == np.float32
+        assert abs(out["analysis"].size - out["duration_s"] * ANALYSIS_RATE) <= 1
+        raw, raw_rate = decode_flac(out["audio_raw"])
+        output_rate = decode_stage.output.sample_rate
+        assert raw_rate == output_rate and abs(raw.size - out["duration_s"] * output_rate) <= 1
     else:
         assert out["status"] == "failed", name
         assert exp.error in (out["error"] or ""), f"{name}: unclear reason {out['error']!r}"
-        assert out["samples"].size == 0
+        assert out["samples"].size == 0 and out["analysis"].size == 0 and out["audio_raw"] is None
 
 
 # ---- (b) the real pipeline, once, on the whole corpus --------------------------------------

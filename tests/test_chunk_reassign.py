@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from diarization.chunk_reassign import chunk_spans, reassign
 from diarization.cluster_merge import merge_clusters
 from manifests.span import Span
-from pipeline.config import DiarizationConfig, load_config
+from diarization.params import DiarizationParams
 
-CFG = DiarizationConfig()
+CFG = DiarizationParams()
 CHUNK, MIN_LAST, THRESHOLD = CFG.reassign_chunk_s, CFG.reassign_min_last_chunk_s, CFG.reassign_threshold
 
 A, B, C = np.eye(3)
@@ -65,13 +65,13 @@ def test_last_piece_around_min_last():
 
 
 def test_configured_chunk_length_and_its_half_default():
-    cfg = load_config(None, ["diarization.reassign_chunk_s=2.0"]).diarization
+    cfg = DiarizationParams(reassign_chunk_s=2.0)
     assert lengths(chunk_spans(Span(0, 4.9, "A"), cfg.reassign_chunk_s, cfg.reassign_min_last_chunk_s)) == [2.0, 2.9]
     assert lengths(chunk_spans(Span(0, 5.0, "A"), cfg.reassign_chunk_s, cfg.reassign_min_last_chunk_s)) == [2.0, 2.0, 1.0]
-    cfg = load_config(None, ["diarization.reassign_min_last_chunk_s=0.2"]).diarization
+    cfg = DiarizationParams(reassign_min_last_chunk_s=0.2)
     assert lengths(chunk_spans(Span(0, 3.3, "A"), cfg.reassign_chunk_s, cfg.reassign_min_last_chunk_s)) == [1.5, 1.5, 0.3]
     with pytest.raises(ValueError, match="reassign_min_last_chunk_s must be <= reassign_chunk_s"):
-        load_config(None, ["diarization.reassign_min_last_chunk_s=2.0"])
+        DiarizationParams(reassign_min_last_chunk_s=2.0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -117,8 +117,8 @@ def test_cosine_just_below_the_threshold_marks_both_chunks():
 
 def test_configured_threshold_overrides_the_default():
     segment, emb = Span(0, 3, "A"), [[A, at_cos(0.4)]]
-    low = load_config(None, ["diarization.reassign_threshold=0.3"]).diarization.reassign_threshold
-    high = load_config(None, ["diarization.reassign_threshold=0.7"]).diarization.reassign_threshold
+    low = DiarizationParams(reassign_threshold=0.3).reassign_threshold
+    high = DiarizationParams(reassign_threshold=0.7).reassign_threshold
     assert run([segment], emb, low).moved == 0
     assert run([segment], emb, THRESHOLD).moved == 1
     assert run([Span(0, 3, "A")], [[A, at_cos(0.6)]], high).moved == 1

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from diarization.cluster_merge import MergeStep, merge_clusters, representative
 from manifests.span import Span
-from pipeline.config import DiarizationConfig, load_config
+from diarization.params import DiarizationParams
 
-DEFAULT = DiarizationConfig().cluster_merge_threshold
+DEFAULT = DiarizationParams().cluster_merge_threshold
 
 
 def at_cos(c: float, dim: int = 3) -> np.ndarray:
@@ -60,8 +60,8 @@ def test_cosine_just_above_the_threshold_merges():
 def test_configured_threshold_overrides_the_default():
     turns = [Span(0, 1, "a"), Span(2, 3, "b")]
     emb = np.stack([e(0), at_cos(0.75)])
-    strict = load_config(None, ["diarization.cluster_merge_threshold=0.8"]).diarization
-    loose = load_config(None, ["diarization.cluster_merge_threshold=0.7"]).diarization
+    strict = DiarizationParams(cluster_merge_threshold=0.8)
+    loose = DiarizationParams(cluster_merge_threshold=0.7)
     assert merge_clusters(turns, emb, DEFAULT).history  # 0.75 > 0.6
     assert merge_clusters(turns, emb, strict.cluster_merge_threshold).history == []
     assert merge_clusters(turns, emb, loose.cluster_merge_threshold).history

@@ -82,3 +82,45 @@ def test_cli_refuses_a_bad_override_naming_the_key(tmp_path):
     assert result.exit_code != 0
     assert "segment.max_gap_s" in result.output
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+# The default config's hash on main before the stages owned their sections (issue 10):
+# composing the config from stage declarations must not move it, or every existing corpus
+# would be re-ingested.
+DEFAULT_CONFIG_HASH = "8d9380b7a7390fb8"
+
+
+def test_default_config_hash_is_unchanged_by_the_refactor():
+    import json
+    from pathlib import Path
+
+    golden = json.loads((Path(__file__).parent / "golden" / "real_clips.json").read_text())
+    assert golden["config_hash"] == DEFAULT_CONFIG_HASH
+    assert load_config().config_hash() == DEFAULT_CONFIG_HASH
+
+
+@pytest.mark.parametrize("override", [
+    "enhance.device=cuda", "enhance.recordings_per_call=16", "diarization.embedding_batch_size=64",
+    "diarization.embedding_device=cuda", "language_id.cpu_threads=4", "transcribe.pool.max_size=4",
+    "filters.batch_size=2", "decode.timeout_s=10", "decode.resources.num_cpus=0.5", "output.sources_per_write=1",
+    "output.write_resources.num_cpus=2", "storage.lease_ttl_s=30", "fetch.retries=9",
+])
+def test_placement_fields_do_not_change_the_hash(override):
+    assert load_config(None, [override]).config_hash() == DEFAULT_CONFIG_HASH
+
+
+@pytest.mark.parametrize("override", [
+    "enhance.analyse=raw", "enhance.variants=raw", "diarization.onset=0.6", "language_id.min_probability=0.6",
+    "transcribe.beam_size=2", "filters.max_compression_ratio=3", "decode.sample_rate=16000", "vad.threshold=0.4",
+])
+def test_output_fields_change_the_hash(override):
+    assert load_config(None, [override]).config_hash() != DEFAULT_CONFIG_HASH
+
+
+def test_sections_are_composed_from_the_stage_declarations():
+    from pipeline.stage_order import PIPELINE
+
+    declared = {key: section for stage in PIPELINE for key, section in stage.sections.items()}
+    for key, section in declared.items():
+        assert isinstance(getattr(PipelineConfig(), key), section), key
+    assert set(PipelineConfig.model_fields) == set(declared) | {"ray", "fetch"}

@@ -8,23 +8,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from diarization.diarizer import Diarizer, overlap_ratio, relabel_by_first_appearance
-from diarization.evaluate import DiarizationScorer, load_rttm
+from diarization.diarizer import DiarizationParams, Diarizer, overlap_ratio, relabel_by_first_appearance
+from evaluation.diarization import DiarizationScorer, load_rttm
 from diarization.pyannote_backend import annotation_to_tracks
 from diarization.segmentation import WindowActivations, frame_center_s
-from diarization.stitching import StitchParams, build_tracks, stitch
+from diarization.segment_merge import SegmentMergeParams
+from diarization.stitching import StitchParams, build_tracks, stitch, stitch_params
 from manifests.span import Span
-from pipeline.config import load_config
 from tests.conftest import real_clip
 
+DEFAULT_STITCH = stitch_params(DiarizationParams())
 CLIPS = ["pyannote_sample/sample", "ami_pyannote_debug/trn07", "ami_pyannote_debug/trn08",
          "ami_pyannote_debug/tst00", "ami_pyannote_debug/tst01"]
 
 
 @pytest.fixture(scope="module")
 def diarizer():
-    cfg = load_config()
-    return Diarizer(cfg.diarization, cfg.segment)
+    return Diarizer(DiarizationParams(), SegmentMergeParams())
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,21 @@ def test_diarization_is_deterministic(diarizer, results):
     assert [(s.start, s.end, s.speaker) for s in again.segments] == [(s.start, s.end, s.speaker) for s in res.segments]
 
 
+def test_diarize_takes_only_the_16k_analysis_signal(diarizer, results):
+    audio, _, _ = results["sample"]
+    with pytest.raises(ValueError, match="16000 Hz analysis signal"):
+        diarizer.diarize(audio, 24000)
+
+
+def test_stitch_params_come_from_the_diarization_params():
+    p = DiarizationParams(onset=0.6, min_present_frames=4, link_threshold=0.3, min_duration_on_s=0.1,
+                          min_duration_off_s=0.2)
+    assert stitch_params(p) == StitchParams(onset=0.6, min_present_frames=4, link_threshold=0.3, min_duration_on=0.1,
+                                            min_duration_off=0.2)
+    with pytest.raises(TypeError):
+        StitchParams()  # no defaults of its own
+
+
 def _windows(acts: list[np.ndarray], step: int) -> WindowActivations:
     a = np.stack(acts).astype(np.float32)
     count = (a >= 0.5).sum(axis=2).astype(np.float32)
@@ -83,7 +98,7 @@ def test_stitching_follows_a_speaker_across_windows_whatever_its_local_slot():
     F, step = 100, 50
     w0 = np.zeros((F, 3)); w0[:, 0] = 1.0                  # speaker A in slot 0
     w1 = np.zeros((F, 3)); w1[:50, 2] = 1.0; w1[50:, 1] = 1.0  # A moved to slot 2, then B in slot 1
-    track, cannot = build_tracks(_windows([w0, w1], step), StitchParams())
+    track, cannot = build_tracks(_windows([w0, w1], step), DEFAULT_STITCH)
     assert track[(0, 0)] == track[(1, 2)]
     assert track[(1, 1)] != track[(1, 2)]
     assert frozenset((track[(1, 1)], track[(1, 2)])) in cannot
@@ -93,9 +108,9 @@ def test_two_speakers_of_one_window_are_never_stitched_together():
     F, step = 100, 50
     w0 = np.zeros((F, 3)); w0[:, 0] = 1.0; w0[:, 1] = 1.0  # two speakers talking over each other
     w1 = np.zeros((F, 3)); w1[:, 0] = 1.0
-    track, cannot = build_tracks(_windows([w0, w1], step), StitchParams())
+    track, cannot = build_tracks(_windows([w0, w1], step), DEFAULT_STITCH)
     assert track[(0, 0)] != track[(0, 1)]
-    tracks = stitch(_windows([w0, w1], step), StitchParams(), duration_s=float(frame_center_s(150)))
+    tracks = stitch(_windows([w0, w1], step), DEFAULT_STITCH, duration_s=float(frame_center_s(150)))
     assert len(tracks.labels) == 2 and tracks.overlap_mask()[:40].all()
 
 

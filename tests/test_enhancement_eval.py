@@ -14,7 +14,7 @@ from scipy.signal import correlate
 
 from enhancement_bsrnn import metrics as M
 from enhancement_bsrnn.enhancer import Enhancer
-from enhancement_bsrnn.evaluate import METRICS, PairsError, evaluate_pairs, find_pairs, report_text
+from evaluation.enhancement import METRICS, PairsError, evaluate_pairs, find_pairs, report_text
 from pipeline.cli import main
 from tests.conftest import real_clip
 

@@ -10,9 +10,11 @@ import soundfile as sf
 import torch
 
 from enhancement_bsrnn.bands import band_edges_hz, band_layout
-from enhancement_bsrnn.inference import BsrnnEnhancer, load_enhancer, plan_chunks
+from audio_io.resample import resample
+from enhancement_bsrnn.inference import BsrnnEnhancer, enhance_signals, load_enhancer, load_enhancer_from, plan_chunks
 from enhancement_bsrnn.metrics import si_sdr
 from enhancement_bsrnn.model import BSRNN, BsrnnConfig, count_parameters, macs_per_second
+from enhancement_bsrnn.params import EnhanceParams
 from enhancement_bsrnn.weights import SHIPPED, load_weights, save_weights
 
 PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "enhancement" / "dns3_gtcrn_pairs"
@@ -81,7 +83,8 @@ def test_chunked_matches_whole_away_from_edges_and_keeps_length():
     noisy, rate = sf.read(PAIRS / "0016_noisy.wav", dtype="float32")
     long = np.concatenate([noisy, noisy[::-1], noisy])  # 15 s
     whole = enh.model(torch.from_numpy(long)[None], rate)[0].detach().numpy()
-    chunked = BsrnnEnhancer(enh.model, enh.name, chunk_s=4.0, overlap_s=1.0, batch_size=3).enhance(long, rate)
+    chunked = BsrnnEnhancer(enh.model, enh.name, chunk_s=4.0, overlap_s=1.0, precision="float32",
+                            batch_size=3).enhance(long, rate)
     assert len(chunked) == len(long)
     inner = slice(rate, len(long) - rate)
     agreement = si_sdr(chunked[inner], whole[inner])
@@ -91,9 +94,57 @@ def test_chunked_matches_whole_away_from_edges_and_keeps_length():
     assert len(odd) == 22050 * 2 and np.isfinite(odd).all()
 
 
+def test_loader_follows_the_params():
+    p = EnhanceParams()
+    assert (p.backend, p.model, p.sample_rate, p.chunk_s, p.overlap_s, p.precision) == ("bsrnn", None, 48000, 8.0, 1.0,
+                                                                                      "float32")
+    enh = load_enhancer_from(EnhanceParams(chunk_s=2.0, overlap_s=0.5, precision="bfloat16"), "cpu", 3)
+    assert (enh.chunk_s, enh.overlap_s, enh.precision, enh.batch_size) == (2.0, 0.5, "bfloat16", 3)
+    assert enh.name == load_enhancer(None).name and enh.name.startswith("bsrnn:")
+    with pytest.raises(ValueError):
+        EnhanceParams(sample_rate=4000)
+
+
+class _HalfGain:
+    """An enhancer without enhance_many, as DeepFilterNet3: one signal at a time."""
+
+    name = "half"
+
+    def __init__(self):
+        self.rates = []
+
+    def enhance(self, audio, sample_rate):
+        self.rates.append(sample_rate)
+        return 0.5 * audio
+
+
+def test_enhance_signals_runs_at_the_work_rate_and_keeps_each_length():
+    rng = np.random.default_rng(0)
+    signals = [rng.uniform(-0.3, 0.3, n).astype(np.float32) for n in (24_001, 12_345)]
+    half = _HalfGain()
+    out = enhance_signals(half, signals, 24000, 48000)
+    assert half.rates == [48000, 48000]
+    assert [len(o) for o in out] == [len(s) for s in signals] and all(o.dtype == np.float32 for o in out)
+    for s, o in zip(signals, out):
+        expected = resample(0.5 * resample(s, 24000, 48000), 48000, 24000)[: len(s)]
+        np.testing.assert_array_equal(o, np.pad(expected, (0, len(s) - len(expected))).astype(np.float32))
+    # work_rate None: the signals' own rate, no resampling
+    out = enhance_signals(half, signals, 24000, None)
+    assert half.rates[2:] == [24000, 24000]
+    np.testing.assert_array_equal(out[1], 0.5 * signals[1])
+    # an enhancer with enhance_many enhances the signals of one rate together, as one by one
+    torch.manual_seed(0)
+    tiny = BsrnnEnhancer(BSRNN(TINY), "tiny", chunk_s=0.5, overlap_s=0.1, precision="float32", batch_size=4)
+    together = enhance_signals(tiny, signals, 24000, 16000)
+    alone = [enhance_signals(tiny, [s], 24000, 16000)[0] for s in signals]
+    assert [len(t) for t in together] == [len(s) for s in signals]
+    for t, a in zip(together, alone):
+        np.testing.assert_allclose(t, a, atol=1e-5)
+
+
 def test_shipped_model_improves_si_sdr_on_the_real_pairs_by_3_db(capsys):
     from enhancement_bsrnn.deepfilternet import DeepFilterNet3Enhancer
-    from enhancement_bsrnn.evaluate import evaluate_pairs, report_text
+    from evaluation.enhancement import evaluate_pairs, report_text
 
     result = evaluate_pairs(PAIRS, {"bsrnn": _shipped_or_skip(), "deepfilternet3": DeepFilterNet3Enhancer()})
     with capsys.disabled():

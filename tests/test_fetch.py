@@ -27,8 +27,8 @@ from manifests.lock import CorpusLock, CorpusLocked
 from manifests.schema import LEDGER_SCHEMA
 from pipeline.cli import main as cli
 from pipeline.config import load_config
-from pipeline.fetch import FetchInputError, expand_url_args, fetch, read_source_meta
-from pipeline.sources import discover
+from sources.fetch import FetchInputError, expand_url_args, fetch, read_source_meta
+from sources.discovery import discover
 from tests.conftest import real_clip
 
 FAST = ["fetch.retries=1", "fetch.backoff_base_s=0.05", "fetch.socket_timeout_s=10", "fetch.concurrency=2"]

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from manifests import planned_segment
-from manifests.planned_segment import PlannedSegment
-from pipeline.config import FilterConfig, load_config
-from stages.text_filter import TextFilterStage
+from manifests.planned_segment import PlannedSegment, from_rows, to_rows
 from transcription.filters import (
     FastTextLanguageId,
+    FilterParams,
     check_segment,
-    filter_params,
     filter_recordings,
     script_ratio,
     text_language,
 )
-from transcription.quality import compression_ratio, max_ngram_repeats, silence_phrase
-from transcription.rows import open_rows
+from transcription.quality import compression_ratio, max_ngram_repeats, repeated_ngram, silence_phrase
+from transcription.rows import open_rows, process_rows
 
-PARAMS = filter_params(FilterConfig())
+PARAMS = FilterParams()
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +35,10 @@ class FakeLid:
         return self.preds[:k]
 
 
-def seg(text: str | None, language: str = "en", start: float = 0.0, end: float = 5.0, **extra) -> PlannedSegment:
-    return PlannedSegment(start, end, language=language, language_prob=0.99, text=text, extra=dict(extra))
+def seg(text: str | None, language: str = "en", start: float = 0.0, end: float = 5.0, **asr) -> PlannedSegment:
+    """A transcribed segment; ``asr``: the recogniser's figures, e.g. no_speech_prob=0.9 (``asr_*`` fields)."""
+    return PlannedSegment(start, end, language=language, language_prob=0.99, text=text,
+                          **{f"asr_{k}": v for k, v in asr.items()})
 
 
 GOOD_EN = "It was the first great sorrow of his life, it was not so much the loss."
@@ -86,7 +83,7 @@ def test_no_speech_follows_whispers_rule() -> None:
     assert "no_speech" not in checks(seg(GOOD_EN, no_speech_prob=0.1, avg_logprob=-1.5))
     # models without these figures (Paraformer) are not judged
     assert "no_speech" not in checks(seg(GOOD_ZH, "zh", end=3.0))
-    alone = filter_params(FilterConfig(no_speech_max_avg_logprob=None))
+    alone = FilterParams(no_speech_max_avg_logprob=None)
     assert "no_speech" in checks(seg(GOOD_EN, no_speech_prob=0.9, avg_logprob=-0.2), params=alone)
 
 
@@ -133,18 +130,19 @@ def test_text_lid_with_a_fake_model() -> None:
     assert checks(seg(GOOD_EN), FakeLid([("en", 0.4), ("de", 0.3)])) == ["text_lid"]  # right label, too unsure
     # related labels count as the audio language (filters.text_lid_aliases): zh 0.4 + yue 0.3 > ja 0.2
     assert checks(seg(GOOD_ZH, "zh", end=3.0), FakeLid([("zh", 0.4), ("yue", 0.3), ("ja", 0.2)])) == []
-    assert text_language(FakeLid([("zh", 0.4), ("yue", 0.3), ("ja", 0.2)]), GOOD_ZH, "zh", {"zh": ("yue",)}) == ("zh", pytest.approx(0.7))
+    assert text_language(FakeLid([("zh", 0.4), ("yue", 0.3), ("ja", 0.2)]), GOOD_ZH, "zh", {"zh": ["yue"]}) == ("zh", pytest.approx(0.7))
 
 
 def test_short_texts_are_not_judged_by_text_lid_and_that_is_recorded() -> None:
     fails, figures = check_segment(seg("换一首歌。", "zh", end=1.5), PARAMS, FakeLid([("ja", 0.52), ("zh", 0.46)]))
     assert fails == []
-    assert figures["text_lid"].startswith("skipped: 4 units < 6")
+    assert figures["filter_text_lid_skipped"].startswith("4 units < 6")
+    assert "filter_text_lid_language" not in figures
 
 
 def test_real_fasttext_model(fasttext_lid: FastTextLanguageId) -> None:
     assert text_language(fasttext_lid, GOOD_EN, "en", {})[0] == "en"
-    assert text_language(fasttext_lid, GOOD_ZH, "zh", {"zh": ("wuu", "yue")})[0] == "zh"
+    assert text_language(fasttext_lid, GOOD_ZH, "zh", {"zh": ["wuu", "yue"]})[0] == "zh"
     assert checks(seg(GOOD_EN), fasttext_lid) == []
     assert checks(seg("Das war der erste große Kummer seines Lebens, es war nicht so sehr der Verlust.", "en"),
                   fasttext_lid) == ["text_lid"]
@@ -160,33 +158,74 @@ def test_reasons_group_by_check_not_by_value() -> None:
     assert a.drop_reason.startswith("duration:") and "filters.min_duration_s" in a.drop_reason
 
 
-def test_filter_stage_marks_rows_and_keeps_every_segment(fasttext_lid: FastTextLanguageId) -> None:
+def test_filter_rows_mark_segments_and_keep_every_one(fasttext_lid: FastTextLanguageId) -> None:
     segments = [
         seg(GOOD_EN, start=0.0, end=5.0, avg_logprob=-0.2, no_speech_prob=0.01),
         seg("Thank you.", start=6.0, end=7.5),
         seg("I'm going to go to the store. " * 12, start=8.0, end=30.0, retried=True),
         PlannedSegment(31.0, 31.5, drop_reason="shorter than 1.0 s (segment.min_duration_s)"),
     ]
-    row = {"status": "ok", "samples": np.zeros(16000 * 32, np.float32), "sample_rate": 16000, "recording_id": "r",
-           "segments_json": planned_segment.dumps(segments), "models_json": json.dumps([["vad", "x"]])}
+    row = {"status": "ok", "recording_id": "r", "segments": to_rows(segments)}
     failed = {"status": "failed", "error": "decode failed", "recording_id": "bad"}
-    stage = TextFilterStage(load_config().filters)
-    out, passed = stage([row, failed])
+    out, passed = process_rows([row, failed], "text filters",
+                               lambda recs: filter_recordings(recs, PARAMS, fasttext_lid), with_audio=False)
     assert passed is failed
-    result = planned_segment.loads(out["segments_json"])
+    assert out["recording_id"] == "r" and row["segments"] == to_rows(segments)  # the input row is left as it was
+    result = from_rows(out["segments"])
     assert len(result) == 4
     assert [s.kept for s in result] == [True, False, False, False]
     assert result[1].drop_reason.startswith("silence_phrase")
     assert result[2].drop_reason.startswith("compression_ratio") and "after a deterministic retry" in result[2].drop_reason
-    assert result[2].extra["filter_failures"][:2] == ["compression_ratio", "repeated_ngram"]
+    assert result[2].filter_failures[:2] == ["compression_ratio", "repeated_ngram"]
     assert result[3].drop_reason == "shorter than 1.0 s (segment.min_duration_s)"  # the first reason stays
-    assert result[0].extra["filters"]["text_lid"][0] == "en"
-    assert json.loads(out["models_json"])[-1][0] == "text_filter"
+    assert result[3].filter_compression_ratio is None  # dropped earlier: not measured
+    assert result[0].filter_text_lid_language == "en"
+
+
+def test_filter_figures_land_in_the_typed_fields() -> None:
+    loop = "I'm going to go to the store. " * 12
+    good, bad, short = seg(GOOD_EN), seg(loop, end=25.0), seg("换一首歌。", "zh", end=1.5)
+    rec = open_rows([{"status": "ok", "segments": to_rows([good, bad, short])}], with_audio=False)[0]
+    assert rec is not None
+    filter_recordings([rec], PARAMS, FakeLid([("en", 0.9), ("de", 0.05)]))
+    good, bad, short = rec.segments
+    assert good.kept and good.filter_failures is None
+    assert good.filter_compression_ratio == round(compression_ratio(GOOD_EN), 4)
+    assert (good.filter_ngram_repeats, good.filter_ngram_n) == repeated_ngram(GOOD_EN, "en", 8)
+    assert good.filter_chars_per_s == pytest.approx(sum(c.isalnum() for c in GOOD_EN) / 5.0, abs=1e-3)
+    assert good.filter_charset_ratio == 1.0
+    assert (good.filter_text_lid_language, good.filter_text_lid_prob, good.filter_text_lid_skipped) == ("en", 0.9, None)
+    assert not bad.kept and bad.filter_failures[:2] == ["compression_ratio", "repeated_ngram"]
+    assert bad.filter_compression_ratio > 2.4 and bad.filter_ngram_repeats == 12 and bad.filter_ngram_n == 7
+    assert short.filter_text_lid_skipped == "4 units < 6 (filters.text_lid_min_units)"
+    assert short.filter_text_lid_language is None and short.filter_text_lid_prob is None
+    # every figure is a PlannedSegment field, so it survives the trip through the row
+    assert from_rows(to_rows(rec.segments)) == rec.segments
+
+
+def test_filter_params_dump_as_the_config_did() -> None:
+    dumped = FilterParams().model_dump(mode="json")
+    assert dumped["text_lid_aliases"] == {"zh": ["wuu", "yue"]} and dumped["text_lid_min_units"] == {"en": 4, "zh": 6}
+    assert dumped["min_chars_per_s"] == {"en": 2.0, "zh": 1.0} and isinstance(dumped["silence_phrases"], list)
+    with pytest.raises(ValueError):
+        FilterParams(batch_size=8)  # placement belongs to the stage's section, not here
 
 
 def test_filter_recordings_core_runs_without_ray_or_models() -> None:
-    row = {"status": "ok", "samples": np.zeros(10, np.float32), "sample_rate": 16000,
-           "segments_json": planned_segment.dumps([seg(""), seg(GOOD_EN)])}
+    row = {"status": "ok", "segments": to_rows([seg(""), seg(GOOD_EN)])}
     recs = [r for r in open_rows([row], with_audio=False) if r is not None]
     filter_recordings(recs, PARAMS, None)
     assert [s.kept for s in recs[0].segments] == [False, True]
+    assert recs[0].segments[0].filter_failures == ["empty_text"]
+
+
+def test_rows_take_the_16k_analysis_signal_and_never_resample() -> None:
+    audio = np.arange(16000 * 2, dtype=np.float32)
+    row = {"status": "ok", "segments": to_rows([seg(GOOD_EN, end=1.0)]), "analysis": audio, "analysis_rate": 16000}
+    (rec,) = open_rows([row])
+    assert rec is not None and rec.audio.dtype == np.float32 and len(rec.audio) == len(audio)
+    assert len(rec.cut(rec.segments[0])) == 16000
+    with pytest.raises(ValueError, match="24000 Hz"):
+        open_rows([dict(row, analysis_rate=24000)])
+    finished = rec.finish()
+    assert set(finished) == set(row) and finished["segments"] == row["segments"]

@@ -29,10 +29,12 @@ from manifests.planned_segment import PlannedSegment
 from manifests.schema import SEGMENT_SCHEMA
 from manifests.segment_rows import RecordingContext, build_segment_rows
 from manifests.shards import ShardLimits, write_shards
-from manifests.stats import read_segments
-from pipeline.config import DecodeConfig, load_config
-from stages.decode import decode_row
-from stages.fingerprint import fingerprint_row
+from inspection.stats import read_segments
+from manifests.storage import StorageConfig
+from pipeline.config import load_config
+from stages.base import RunContext
+from stages.decode import DecodeStage
+from stages.fingerprint import FingerprintStage
 from tests.conftest import real_clip
 
 pytestmark = pytest.mark.slow
@@ -213,7 +215,7 @@ def test_lease_lock_refuses_a_second_holder_and_allows_takeover_after_expiry(s3)
 
 
 def test_discover_lists_prefixes_globs_and_single_objects(s3, clips):
-    from pipeline.sources import discover
+    from sources.discovery import discover
 
     found = discover([f"s3://{BUCKET}/in/libri.wav", f"s3://{BUCKET}/in/*.flac", f"s3://{BUCKET}/in"], s3["storage"])
     uris = [f.uri for f in found]
@@ -224,13 +226,19 @@ def test_discover_lists_prefixes_globs_and_single_objects(s3, clips):
 
 
 def test_object_reads_fail_with_clear_reasons_and_leave_no_temp_files(s3, clips, tmp_path):
-    storage = {**s3["storage"], "temp_dir": str(tmp_path)}
-    ok = decode_row({"source_uri": "u", "path": f"s3://{BUCKET}/in/libri.wav"}, DecodeConfig(), storage)
+    def with_storage(**storage):
+        cfg = load_config()
+        cfg.storage = StorageConfig(**storage)
+        return cfg, RunContext(out_dir=str(tmp_path), corpus="c", run_id="r", config_hash=cfg.config_hash())
+
+    decoder = DecodeStage(*with_storage(**s3["storage"], temp_dir=str(tmp_path)))
+    ok = decoder.decode_row({"source_uri": "u", "path": f"s3://{BUCKET}/in/libri.wav"})
     assert ok["status"] == "ok" and ok["duration_s"] == pytest.approx(6.0, abs=0.01)
-    gone = decode_row({"source_uri": "u", "path": f"s3://{BUCKET}/in/gone.wav"}, DecodeConfig(), storage)
+    gone = decoder.decode_row({"source_uri": "u", "path": f"s3://{BUCKET}/in/gone.wav"})
     assert gone["status"] == "failed" and gone["error"] == "cannot read the object: not found"
     assert list(tmp_path.iterdir()) == []  # temporary copies are removed, on success and failure
-    denied = fingerprint_row({"path": f"s3://{BUCKET}/in/libri.wav"}, {"endpoint_url": s3["endpoint"], "anon": True})
+    fingerprinter = FingerprintStage(*with_storage(endpoint_url=s3["endpoint"], anon=True))
+    denied = fingerprinter.fingerprint_row({"path": f"s3://{BUCKET}/in/libri.wav"})
     assert denied["sha256"] is None and denied["error"].startswith("cannot read the object: access denied")
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import TranscribeConfig
+from transcription.asr import TranscribeParams
 from transcription.chinese import char_tokens, finish_chinese, split_token
 from transcription.punctuation import COMMA, FULL_STOP, TimedToken, gap_mark, punctuate_by_gaps
 from transcription.result import AsrResult
 
-CFG = TranscribeConfig()
+CFG = TranscribeParams()
 COMMA_GAP, STOP_GAP = CFG.zh_comma_gap_s, CFG.zh_full_stop_gap_s
 
 
@@ -78,7 +78,7 @@ def test_whisper_style_words_become_simplified_characters() -> None:
     assert all(c["end"] > c["start"] for c in chars)
     out = finish_chinese(AsrResult("換一首歌，謝謝", words=words), COMMA_GAP, STOP_GAP)
     assert out.text == "换一首歌。谢谢。"  # 1.2 s gap before 谢
-    assert out.extra["raw_text"] == "換一首歌，謝謝"
+    assert out.raw_text == "換一首歌，謝謝"
     assert split_token("iPhone手机") == ["iPhone", "手", "机"]
 
 

@@ -1,9 +1,22 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from diarization.segment_merge import merge_adjacent, partition_by_length, split_long
+from diarization.segment_merge import (
+    SegmentMergeParams,
+    finalize_segments,
+    merge_adjacent,
+    overlap_ratio,
+    partition_by_length,
+    split_long,
+)
+from diarization.segmentation import frame_center_s
+from diarization.vad import VadParams, segment_by_voice
 from manifests.span import Span
+
+SR = 16000
 
 
 def test_merge_joins_same_speaker_within_gap_and_length():
@@ -70,3 +83,60 @@ def test_merge_then_split_invariants(raw, max_d, max_gap):
         assert sum(o.start <= mid <= o.end for o in out) >= 1
     covered = sum(o.duration for o in out)
     assert covered >= sum(s.duration for s in spans) - 1e-6
+
+
+# ---- the shared tail of both segmenters --------------------------------------------------
+
+
+def test_params_defaults_and_checks():
+    p = SegmentMergeParams()
+    assert (p.max_duration_s, p.max_gap_s, p.min_duration_s) == (27.0, 2.0, 1.0)
+    with pytest.raises(ValidationError):
+        SegmentMergeParams(max_duration_s=0)
+    with pytest.raises(ValidationError):
+        SegmentMergeParams(unknown=1)
+
+
+def test_finalize_merges_splits_clamps_and_drops_short_ones_in_time_order():
+    audio = np.ones(40 * SR, dtype=np.float32)
+    audio[25 * SR: 25 * SR + 1600] = 0.0  # a 0.1 s pause at 25 s: where the 28.5 s span is cut
+    spans = [Span(39.2, 41.0, "c"), Span(6, 10, "a"), Span(11, 39.5, "b"), Span(0, 5, "a"), Span(40.5, 42, "c")]
+    segs = finalize_segments(spans, SegmentMergeParams(), audio)
+    cut = segs[1].end
+    assert 25.0 <= cut <= 25.1
+    assert [(s.start, s.end, s.speaker) for s in segs] == [(0, 10, "a"), (11, cut, "b"), (cut, 39.5, "b"), (39.2, 40.0, "c")]
+    assert [s.drop_reason for s in segs] == [None, None, None, "shorter than 1.0 s (segment.min_duration_s)"]
+    assert all(s.overlap_ratio is None for s in segs)  # no overlap mask, no ratio
+
+
+def test_finalize_sorts_ties_by_speaker_and_measures_overlap():
+    audio = np.zeros(10 * SR, dtype=np.float32)
+    mask = np.zeros(600, dtype=bool)
+    centers = frame_center_s(np.arange(600))
+    mask[(centers >= 2.0) & (centers < 3.0)] = True
+    spans = [Span(2, 4, "S01"), Span(2, 4, "S00"), Span(5, 5.5, "S00")]
+    segs = finalize_segments(spans, SegmentMergeParams(), audio, mask)
+    assert [(s.start, s.end, s.speaker, s.kept) for s in segs] == [(2, 4, "S00", True), (2, 4, "S01", True),
+                                                                    (5, 5.5, "S00", False)]
+    assert segs[0].overlap_ratio == overlap_ratio(Span(2, 4), mask) == pytest.approx(0.5, abs=0.02)
+    assert segs[2].overlap_ratio == 0.0
+    assert all(s.overlap_ratio == 0.0 for s in finalize_segments(spans, SegmentMergeParams(), audio, np.zeros(0, bool)))
+
+
+class _FakeVad:
+    def __init__(self, spans):
+        self.spans, self.calls = spans, []
+
+    def speech_spans(self, audio16k, params, max_speech_s):
+        self.calls.append((len(audio16k), params, max_speech_s))
+        return list(self.spans)
+
+
+def test_segment_by_voice_lists_kept_segments_then_dropped_ones():
+    vad = _FakeVad([Span(0.0, 0.4), Span(3.0, 5.0), Span(8.0, 8.5), Span(9.0, 12.0)])
+    merge = SegmentMergeParams(max_gap_s=0.3)
+    segs = segment_by_voice(vad, np.zeros(13 * SR, dtype=np.float32), VadParams(), merge)
+    assert vad.calls == [(13 * SR, VadParams(), 27.0)]  # speech regions split at max_duration_s
+    assert [(s.start, s.end, s.kept) for s in segs] == [(3.0, 5.0, True), (9.0, 12.0, True), (0.0, 0.4, False),
+                                                        (8.0, 8.5, False)]
+    assert all(s.speaker is None and s.overlap_ratio is None for s in segs)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from audio_io.decode import decode
-from pipeline.config import LanguageIdConfig
+from manifests.planned_segment import PlannedSegment
 from tests.conftest import real_clip
-from transcription.language_id import LidPolicy, WhisperLanguageId, decide_languages
+from transcription.language_id import LanguageIdParams, WhisperLanguageId, decide_languages, identify_languages
 from transcription.models import load_whisper
+from transcription.rows import RecordingSegments
 
-POLICY = LidPolicy(("en", "zh"), min_probability=0.5, tie_break_min_probability=0.2)
+POLICY = LanguageIdParams(languages=["en", "zh"], min_probability=0.5, tie_break_min_probability=0.2)
 
 
 def p(**probs: float) -> dict[str, float]:
@@ -51,7 +53,7 @@ def test_tie_breaker_needs_a_minimum_probability_and_a_majority() -> None:
     assert out[1].drop_reason is not None  # en only 0.1 < 0.2
     out = decide_languages([p(ko=0.3, en=0.25)], [2.0], POLICY)
     assert out[0].drop_reason is not None  # no confident segment: no majority
-    no_tie = LidPolicy(("en", "zh"), 0.5, None)
+    no_tie = LanguageIdParams(languages=["en", "zh"], min_probability=0.5, tie_break_min_probability=None)
     out = decide_languages([p(en=0.97), p(nn=0.35, en=0.3)], [10.0, 2.0], no_tie)
     assert out[1].drop_reason is not None
 
@@ -67,10 +69,61 @@ def test_majority_is_by_seconds_and_ignores_segments_dropped_earlier() -> None:
     assert [(d.language, d.tie_break) for d in out[3:]] == [("nn", False), ("zh", True)]
 
 
+class FakeLid:
+    """Gives the probabilities it is told, one dict per audio, in order; remembers what it heard."""
+
+    def __init__(self, probs: list[dict[str, float]]) -> None:
+        self.probs = probs
+        self.heard: list[int] = []
+
+    def probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
+        self.heard = [len(a) for a in audios]
+        return self.probs[: len(audios)]
+
+
+def recording(*segments: PlannedSegment) -> RecordingSegments:
+    return RecordingSegments({"status": "ok"}, list(segments), np.zeros(16000 * 40, np.float32))
+
+
+def test_identify_languages_writes_the_typed_fields() -> None:
+    rec = recording(PlannedSegment(0.0, 10.0), PlannedSegment(10.0, 20.0), PlannedSegment(20.0, 21.5))
+    lid = FakeLid([p(en=0.97, zh=0.02), p(fr=0.9, en=0.05), p(nn=0.35, en=0.3, zh=0.1)])
+    identify_languages([rec], lid, POLICY)
+    a, b, c = rec.segments
+    assert (a.language, a.language_prob, a.language_runner_up, a.language_runner_up_prob) == ("en", 0.97, "zh", 0.02)
+    assert a.language_tie_break is False and a.kept
+    assert b.language == "fr" and b.drop_reason.startswith("language_id: fr not in configured languages")
+    assert (c.language, c.language_prob, c.language_tie_break, c.kept) == ("en", 0.3, True, True)
+    assert (c.language_runner_up, c.language_runner_up_prob) == ("nn", 0.35)  # its own top language, not the one taken
+    # each segment is heard with params.context_pad_s (0.2 s) on both sides, within the recording
+    assert lid.heard == [int(10.2 * 16000), int(10.4 * 16000), int(1.9 * 16000)]
+    only = recording(PlannedSegment(0.0, 5.0))
+    identify_languages([only], FakeLid([p(en=1.0)]), POLICY)
+    assert only.segments[0].language_runner_up is None and only.segments[0].language_runner_up_prob is None
+
+
+def test_dropped_segments_are_not_heard_and_do_not_count_toward_the_majority() -> None:
+    # the 10 s of en were dropped upstream: not heard, no language, so zh (4 s) is the majority
+    dropped = PlannedSegment(4.0, 14.0, drop_reason="overlap: earlier stage")
+    rec = recording(PlannedSegment(0.0, 2.0), PlannedSegment(2.0, 4.0), dropped, PlannedSegment(14.0, 15.0))
+    lid = FakeLid([p(zh=0.9), p(zh=0.9), p(nn=0.3, zh=0.25, en=0.2)])
+    identify_languages([rec], lid, POLICY)
+    assert len(lid.heard) == 3  # the dropped segment costs no encoder pass
+    assert dropped.language is None and dropped.language_prob is None and dropped.language_tie_break is None
+    assert dropped.drop_reason == "overlap: earlier stage"
+    last = rec.segments[-1]
+    assert (last.language, last.language_tie_break, last.kept) == ("zh", True, True)
+    # a recording whose segments were all dropped is not heard at all
+    gone = recording(PlannedSegment(0.0, 3.0, drop_reason="x"))
+    lid = FakeLid([])
+    identify_languages([gone], lid, POLICY)
+    assert lid.heard == [] and gone.segments[0].language is None
+
+
 @pytest.fixture(scope="module")
 def lid() -> WhisperLanguageId:
-    cfg = LanguageIdConfig()
-    return WhisperLanguageId(load_whisper(cfg.model, cfg.device, cfg.precision, cfg.cpu_threads), batch_size=4)
+    params = LanguageIdParams()
+    return WhisperLanguageId(load_whisper(params.model, "cpu", params.precision, 0), batch_size=4)
 
 
 def test_whisper_language_head_on_real_clips(lid: WhisperLanguageId) -> None:

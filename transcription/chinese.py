@@ -11,16 +11,17 @@ traditional characters. ``finish_chinese`` brings both to the same form:
    between them (Latin words stay whole);
 4. text = the characters joined with "，"/"。" by ``punctuate_by_gaps``.
 
-``words`` become the per-character tokens with their times (relative to the segment).
+``words`` become the per-character tokens with their times (relative to the segment);
+``raw_text`` keeps the model's text as it came (the segment's ``asr_raw_text``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 from transcription.punctuation import TimedToken, punctuate_by_gaps
 from transcription.result import AsrResult
 from transcription.text import is_cjk, strip_punctuation, to_simplified
-
 
 
 def split_token(token: str) -> list[str]:
@@ -67,5 +68,4 @@ def finish_chinese(result: AsrResult, comma_gap_s: float, full_stop_gap_s: float
     else:  # no timestamps to go by: simplified text without punctuation, ended as the rule ends it
         units = split_token(to_simplified(raw))
         text = punctuate_by_gaps([TimedToken(u, 0.0, 0.0) for u in units], comma_gap_s, full_stop_gap_s)
-    extra = dict(result.extra, raw_text=raw)
-    return AsrResult(text=text, words=chars, extra=extra)
+    return replace(result, text=text, words=chars, raw_text=raw)

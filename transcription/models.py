@@ -25,9 +25,12 @@ import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 CACHE_ENV = "REFINERY_MODEL_CACHE"
+
+# CTranslate2 compute types a Whisper model can be loaded with.
+Precision = Literal["float32", "float16", "bfloat16", "int8", "int8_float32", "int8_float16"]
 
 
 def model_cache_dir() -> Path:

@@ -109,7 +109,7 @@ def _to_result(res: dict[str, Any]) -> AsrResult:
     if len(tokens) == len(stamps):
         for tok, (a, b) in zip(tokens, stamps):
             words.append({"token": tok, "start": round(a / 1000.0, 3), "end": round(b / 1000.0, 3), "prob": None})
-    extra: dict[str, Any] = {}
+    note = None
     if tokens and not words:
-        extra["timestamp_mismatch"] = f"{len(tokens)} tokens, {len(stamps)} timestamps"
-    return AsrResult(text=text, words=words, extra=extra)
+        note = f"timestamp mismatch: {len(tokens)} tokens, {len(stamps)} timestamps"
+    return AsrResult(text=text, words=words, note=note)

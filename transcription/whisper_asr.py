@@ -20,7 +20,12 @@ not):
    ``retry_no_repeat_ngram_size``.
 3. The retry's text is taken when it passes the checks, or when it fails fewer of them
    (ties: the higher average log-probability). Which pass was used, and what it failed,
-   goes into ``extra``; the text filters then drop what still fails (with the reason).
+   goes into the result (``decode_pass``, ``retried``, ``failed_checks``,
+   ``pass1_failed_checks``); the text filters then drop what still fails (with the reason).
+
+The settings and thresholds come from ``transcription.asr.TranscribeParams`` (the one place
+of their defaults) through ``transcription.asr.whisper_policy``; the classes here hold no
+defaults of their own.
 
 Word timestamps are aligned per segment (never carried over from the previous segment in
 the batch), so a segment's words do not depend on what it was batched with.
@@ -43,21 +48,23 @@ WINDOW_S = 30.0
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    beam_size: int = 5
-    patience: float = 1.0
-    length_penalty: float = 1.0
-    repetition_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
+    """One decoding pass (temperature 0)."""
+
+    beam_size: int
+    repetition_penalty: float
+    no_repeat_ngram_size: int
+    patience: float = 1.0  # not configurable: faster-whisper's own value
+    length_penalty: float = 1.0  # not configurable: faster-whisper's own value
 
 
 @dataclass(frozen=True)
 class RetryChecks:
     """When a pass-1 transcript is decoded again (None disables a check)."""
 
-    max_compression_ratio: float | None = 2.4
-    max_ngram_repeats: int | None = 4
-    ngram_max_n: int = 8
-    min_avg_logprob: float | None = -1.0
+    max_compression_ratio: float | None
+    max_ngram_repeats: int | None
+    ngram_max_n: int
+    min_avg_logprob: float | None
 
     def failures(self, text: str, avg_logprob: float, language: str) -> list[str]:
         failed = []
@@ -72,15 +79,15 @@ class RetryChecks:
 
 @dataclass(frozen=True)
 class WhisperPolicy:
-    first: DecodeSettings = DecodeSettings()
-    retry: DecodeSettings | None = DecodeSettings(beam_size=5, repetition_penalty=1.1, no_repeat_ngram_size=4)
-    checks: RetryChecks = RetryChecks()
+    first: DecodeSettings
+    retry: DecodeSettings | None  # None: no retry
+    checks: RetryChecks
 
 
 class WhisperTranscriber:
     """Transcribes segments with one loaded faster-whisper ``WhisperModel``."""
 
-    def __init__(self, model: Any, policy: WhisperPolicy = WhisperPolicy(), batch_size: int = 8) -> None:
+    def __init__(self, model: Any, policy: WhisperPolicy, batch_size: int = 8) -> None:
         self.model = model
         self.policy = policy
         self.batch_size = batch_size
@@ -110,25 +117,29 @@ class WhisperTranscriber:
         first = self._decode_all([audios[i] for i in todo], tokenizer, self.policy.first, size)
         retry_idx = []
         for i, res in zip(todo, first):
-            res.extra["failed_checks"] = self.policy.checks.failures(res.text, res.extra["avg_logprob"], language)
-            res.extra["decode_pass"] = 1
+            res.failed_checks = self._failures(res, language)
+            res.decode_pass = 1
+            res.retried = False
             results[i] = res
-            if res.extra["failed_checks"] and self.policy.retry is not None:
+            if res.failed_checks and self.policy.retry is not None:
                 retry_idx.append(i)
         if retry_idx:
+            assert self.policy.retry is not None
             second = self._decode_all([audios[i] for i in retry_idx], tokenizer, self.policy.retry, size)
             for i, res in zip(retry_idx, second):
-                res.extra["failed_checks"] = self.policy.checks.failures(res.text, res.extra["avg_logprob"], language)
-                res.extra["decode_pass"] = 2
+                res.failed_checks = self._failures(res, language)
+                res.decode_pass = 2
                 old = results[i]
-                assert old is not None
-                better = (len(res.extra["failed_checks"]), -res.extra["avg_logprob"]) < (
-                    len(old.extra["failed_checks"]), -old.extra["avg_logprob"])
+                assert old is not None and old.failed_checks is not None
+                better = (len(res.failed_checks), -_logprob(res)) < (len(old.failed_checks), -_logprob(old))
                 chosen = res if better else old
-                chosen.extra["retried"] = True
-                chosen.extra["pass1_failed_checks"] = old.extra["failed_checks"]
+                chosen.retried = True
+                chosen.pass1_failed_checks = list(old.failed_checks)
                 results[i] = chosen
         return [r for r in results if r is not None]
+
+    def _failures(self, res: AsrResult, language: str) -> list[str]:
+        return self.policy.checks.failures(res.text, _logprob(res), language)
 
     # ---- one decoding pass ---------------------------------------------------------------
 
@@ -177,13 +188,9 @@ class WhisperTranscriber:
             results.append(AsrResult(
                 text=text,
                 words=words,
-                extra={
-                    "avg_logprob": round(float(avg_logprob), 4),
-                    "no_speech_prob": round(float(gen.no_speech_prob), 4),
-                    "compression_ratio": round(compression_ratio(text), 4),
-                    "decode": {"beam_size": s.beam_size, "repetition_penalty": s.repetition_penalty,
-                               "no_repeat_ngram_size": s.no_repeat_ngram_size},
-                },
+                avg_logprob=round(float(avg_logprob), 4),
+                no_speech_prob=round(float(gen.no_speech_prob), 4),
+                compression_ratio=round(compression_ratio(text), 4),
             ))
         return results
 
@@ -203,6 +210,10 @@ class WhisperTranscriber:
             words.append({"token": w["word"].strip(), "start": round(start, 3), "end": round(end, 3),
                           "prob": round(float(w["probability"]), 4)})
         return words
+
+
+def _logprob(res: AsrResult) -> float:
+    return res.avg_logprob if res.avg_logprob is not None else float("-inf")
 
 
 def _batch_item(storage: Any, index: int) -> Any:

@@ -1,6 +1,6 @@
 """Export segments to the formats training frameworks read: hf, lhotse, nemo, webdataset.
 
-Rows come from the `segments` view of ``manifests.query.open_views`` (kept rows unless
+Rows come from the `segments` view of ``inspection.query.open_views`` (kept rows unless
 ``include_dropped``; optionally narrowed by a SQL ``where``), each recording from its
 latest run only (an earlier run's copy of a reprocessed source is left out and counted),
 streamed from DuckDB in record batches: nothing holds more than one batch of audio in
@@ -424,7 +424,7 @@ def export(
     ``progress(segments, seconds)`` is called after each batch. Raises ExportError (and
     ManifestError from open_views) with a message for the user.
     """
-    from manifests.query import open_views  # duckdb: imported when used, not by every `refinery` command
+    from inspection.query import open_views  # duckdb: imported when used, not by every `refinery` command
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")

@@ -1,4 +1,4 @@
-"""`refinery manifest ...`: inspect what runs wrote. Thin over manifests.stats, show, query, verify and runs."""
+"""`refinery manifest ...`: inspect what runs wrote. Thin over inspection.stats, show, query, verify and runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import click
 from manifests.layout import CorpusLayout, corpora
 from manifests.ledger import Ledger
 from manifests.schema import STATUSES
-from manifests.stats import source_status, stats
+from inspection.cli_export import export_cmd, report_cmd
+from inspection.stats import source_status, stats
 
 
 @click.group()
@@ -105,11 +106,11 @@ def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) 
                 click.echo(f"{name}\t{r['status']:<7} {dur} {r['segments'] or 0:5d} seg  {r['source_uri']}{err}")
 
 
-# ---- show, query, verify, runs, diff (thin over manifests.show/query/verify/runs) -------------
+# ---- show, query, verify, runs, diff (thin over inspection.show/query/verify/runs) -------------
 @contextmanager
 def _clear_errors():
     """Library errors about what is (not) under OUT, as one-line CLI errors."""
-    from manifests.query import ManifestError
+    from inspection.query import ManifestError
 
     try:
         yield
@@ -133,7 +134,7 @@ def show_cmd(out_dir: str, ident: str, corpus: str | None, as_json: bool, wav: s
     ID is a segment_id, a recording_id, a source URI/path or a sha256 prefix (>= 6 digits).
     Audio is summarised (duration, rate, bytes); --wav FILE writes it out, --play plays it.
     """
-    from manifests import show
+    from inspection import show
 
     with _clear_errors():
         if wav or play:
@@ -172,7 +173,7 @@ def query_cmd(out_dir: str, sql: str, corpus: str | None, fmt: str, audio: bool,
     import duckdb
     import pyarrow as pa
 
-    from manifests import query
+    from inspection import query
 
     table_cap = 1000 if fmt == "table" and limit is None else None
     with _clear_errors():
@@ -204,7 +205,7 @@ def verify_cmd(out_dir: str, corpus: str | None, no_audio: bool, as_json: bool) 
 
     Exits 1 and lists the problems when there are any.
     """
-    from manifests.verify import verify
+    from inspection.verify import verify
 
     with _clear_errors():
         report = verify(out_dir, corpus, decode_audio=not no_audio)
@@ -224,8 +225,8 @@ def verify_cmd(out_dir: str, corpus: str | None, no_audio: bool, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one run each")
 def runs_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
     """Runs with config hash, counts, wall time and throughput (seconds of audio per second)."""
-    from manifests.runs import format_runs, list_runs
-    from manifests.query import plain
+    from inspection.runs import format_runs, list_runs
+    from inspection.query import plain
 
     with _clear_errors():
         runs = list_runs(out_dir, corpus)
@@ -245,8 +246,8 @@ def runs_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
 def diff_cmd(out_dir: str, run_a: str, run_b: str, corpus: str | None, as_json: bool) -> None:
     """What changed from RUN_A to RUN_B (ids or unique prefixes): config, sources, segments, drops, languages."""
-    from manifests.runs import diff_runs, format_diff
-    from manifests.query import plain
+    from inspection.runs import diff_runs, format_diff
+    from inspection.query import plain
 
     with _clear_errors():
         d = diff_runs(out_dir, run_a, run_b, corpus)
@@ -257,4 +258,5 @@ def diff_cmd(out_dir: str, run_a: str, run_b: str, corpus: str | None, as_json: 
             click.echo(line)
 
 
-from manifests import cli_export as _cli_export  # noqa: E402,F401  (registers export, report)
+manifest.add_command(export_cmd)
+manifest.add_command(report_cmd)

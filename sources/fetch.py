@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pipeline.config import FetchConfig
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger("refinery")
 
@@ -51,6 +51,30 @@ _MAX_DEPTH = 6  # URL hops and nesting: a channel -> its tabs -> playlists -> vi
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 Status = Literal["fetched", "archived", "failed"]
+
+
+class FetchConfig(BaseModel):
+    """Stage 0: yt-dlp downloads of URLs, playlists, channels and feeds (`refinery fetch`).
+
+    None of these settings changes what a run makes of the fetched files, so the whole
+    section stays out of ``config_hash``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    format: str = Field("bestaudio/best", min_length=1, description="yt-dlp format selector: the best audio-only "
+                        "stream, else the best stream with audio")
+    retries: int = Field(3, ge=0, description="yt-dlp retries per request and fragment, and how often a URL is "
+                         "tried again after a transient failure (network error, HTTP 429/5xx, cut-off download)")
+    backoff_base_s: float = Field(2.0, ge=0, description="first wait before a retry; doubles with each further retry")
+    backoff_max_s: float = Field(60.0, ge=0, description="longest wait between two retries")
+    rate_limit_bytes_per_s: int | None = Field(None, gt=0, description="download rate limit per download; None: no limit")
+    max_duration_s: float | None = Field(None, gt=0, description="longer sources fail (before download when the site "
+                                         "states the duration, else after it); None: no limit")
+    max_filesize_bytes: int | None = Field(None, gt=0, description="larger files fail (before download when the size is "
+                                           "known); None: no limit")
+    concurrency: int = Field(2, ge=1, description="URLs fetched at the same time (one yt-dlp instance each)")
+    socket_timeout_s: float = Field(30.0, gt=0, description="network timeout of one request")
 
 
 class FetchInputError(ValueError):

@@ -1,6 +1,6 @@
 """A self-contained HTML report of what runs wrote: summary tables and plots.
 
-Every figure comes from a DuckDB aggregate over the views of ``manifests.query.open_views``
+Every figure comes from a DuckDB aggregate over the views of ``inspection.query.open_views``
 (audio columns never read; the shards are scanned, never loaded), is drawn with
 matplotlib's Agg canvas (no pyplot, no display) and is embedded as a base64 PNG, so the
 page needs nothing but itself.
@@ -24,7 +24,7 @@ import duckdb
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from manifests.query import open_views
+from inspection.query import open_views
 
 LENGTH_BIN_S = 1.0
 LENGTH_MAX_S = 30  # the last bin holds everything from here on
@@ -64,7 +64,7 @@ def collect(con: duckdb.DuckDBPyConnection) -> dict:
                coalesce(sum(duration) FILTER (WHERE kept), 0) / 3600,
                coalesce(sum(duration) FILTER (WHERE NOT kept), 0) / 3600
         FROM segments GROUP BY corpus ORDER BY corpus""")
-    # a source's status across runs, as manifests.stats.source_status decides it
+    # a source's status across runs, as inspection.stats.source_status decides it
     data["sources"] = _rows(con, """
         SELECT corpus, status, count(*), coalesce(sum(duration_s), 0) / 3600 FROM (
             SELECT corpus, coalesce(sha256, source_uri) AS source,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from manifests.query import ManifestError, open_views, plain
+from inspection.query import ManifestError, open_views, plain
 
 MIN_SHA_PREFIX = 6
 _SEGMENT_LIST_COLUMNS = ["segment_id", "run_id", "config_hash", "start", "end", "duration", "speaker", "language",

@@ -1,6 +1,7 @@
-"""`refinery manifest export` and `refinery manifest report`: thin over manifests.export and manifests.report.
+"""`refinery manifest export` and `refinery manifest report`: thin over inspection.export and inspection.report.
 
-Registered on the `manifest` group by the import at the end of manifests.cli.
+Plain click commands, not attached to any group here: inspection.cli adds them to `manifest`
+(this module imports nothing back from it).
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from contextlib import contextmanager
 
 import click
 
-from manifests.cli import manifest
-from manifests.export import FORMATS, VARIANTS
+from inspection.export import FORMATS, VARIANTS
 
 
 @contextmanager
 def _as_click_errors():
-    from manifests.export import ExportError
-    from manifests.query import ManifestError
+    from inspection.export import ExportError
+    from inspection.query import ManifestError
 
     try:
         yield
@@ -42,7 +42,7 @@ class _Progress:
             click.echo(f"  ... {segments} segments, {_hours(seconds / 3600)}", err=True)
 
 
-@manifest.command("export")
+@click.command("export")
 @click.argument("out_dir", metavar="OUT")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
               help="hf: datasets.load_from_disk; lhotse: CutSet manifests + FLAC; nemo: JSONL manifest + FLAC; "
@@ -65,7 +65,7 @@ def export_cmd(out_dir: str, fmt: str, dest: str, where: str | None, corpus: str
     Each recording comes from its latest run among the rows --where selects. The export is
     assembled in a hidden directory beside --to and moved there when done.
     """
-    from manifests.export import export
+    from inspection.export import export
 
     with _as_click_errors():
         r = export(out_dir, dest, fmt, where=where, corpus=corpus, include_dropped=include_dropped, variant=variant,
@@ -80,7 +80,7 @@ def export_cmd(out_dir: str, fmt: str, dest: str, where: str | None, corpus: str
         click.echo(f"  {len(shards)} shard(s): {shards[0]}{' ... ' + shards[-1] if len(shards) > 1 else ''}")
 
 
-@manifest.command("report")
+@click.command("report")
 @click.argument("out_dir", metavar="OUT")
 @click.option("--to", "dest", required=True, type=click.Path(dir_okay=False), help="the HTML file to write")
 @click.option("--corpus", help="only this corpus (default: all under OUT)")
@@ -88,7 +88,7 @@ def export_cmd(out_dir: str, fmt: str, dest: str, where: str | None, corpus: str
 def report_cmd(out_dir: str, dest: str, corpus: str | None, title: str) -> None:
     """A self-contained HTML page: summary tables and plots (hours by language/corpus, lengths,
     speakers per recording, drop reasons, DNSMOS)."""
-    from manifests.report import write_report
+    from inspection.report import write_report
 
     with _as_click_errors():
         r = write_report(out_dir, dest, corpus, title=title)

@@ -1,7 +1,7 @@
 """Runs of the pipeline as data: the list (manifest runs) and what changed between two (manifest diff).
 
 A run is known by ``runs/<run_id>/config.yaml`` and ``summary.json`` (written when it
-finished) and by its ledger rows; see ``manifests.query.run_rows``.
+finished) and by its ledger rows; see ``inspection.query.run_rows``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import yaml
 
 from manifests.layout import CorpusLayout
-from manifests.query import ManifestError, open_views, read_text, run_rows, select_corpora
+from inspection.query import ManifestError, open_views, read_text, run_rows, select_corpora
 
 _ABSENT = "<absent>"
 
 
 def list_runs(out_dir: str | Path, corpus: str | None = None) -> list[dict]:
-    """One dict per run (manifests.query.RUNS_SCHEMA keys), oldest first within each corpus."""
+    """One dict per run (inspection.query.RUNS_SCHEMA keys), oldest first within each corpus."""
     return [r for name in select_corpora(out_dir, corpus) for r in run_rows(out_dir, name)]
 
 

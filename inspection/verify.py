@@ -40,7 +40,7 @@ import soundfile as sf
 
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
-from manifests.query import segment_schema, select_corpora, shard_files
+from inspection.query import segment_schema, select_corpora, shard_files
 from manifests.schema import SEGMENT_SCHEMA
 
 BATCH_ROWS = 32  # rows per read batch: bounds memory to a few dozen audio cells

@@ -11,12 +11,12 @@ def eval_group() -> None:
 
 
 def _register() -> None:
-    # Each family's command lives beside its code; importing them here keeps `refinery`
-    # start-up light for the commands that do not need them.
+    # One module of this package per stage family (evaluation.diarization, .transcription,
+    # .enhancement); a family without one is left out.
     import importlib
 
-    for module, name in (("diarization.evaluate", "diarization_cmd"), ("transcription.evaluate", "asr_cmd"),
-                         ("enhancement_bsrnn.evaluate", "enhancement_cmd")):
+    for module, name in (("evaluation.diarization", "diarization_cmd"), ("evaluation.transcription", "asr_cmd"),
+                         ("evaluation.enhancement", "enhancement_cmd")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

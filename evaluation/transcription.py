@@ -19,11 +19,13 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from pipeline.config import ConfigError, PipelineConfig, load_config
-from pipeline.sources import MEDIA_EXTENSIONS
+from pipeline.config import ConfigError, load_config
+from stages.base import RunContext
+from sources.discovery import MEDIA_EXTENSIONS
 from transcription.scoring import Score, reference_language, score, total_rate
 
 WHOLE_FILE_MAX_S = 30.0
@@ -50,41 +52,49 @@ def find_pairs(audio_dir: Path, ref_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _rows(pairs: list[tuple[Path, Path]], cfg: PipelineConfig) -> list[dict]:
-    from manifests import planned_segment
-    from manifests.planned_segment import PlannedSegment
-    from stages.decode import decode_row
-    from stages.vad_segment import VadSegmenter
+def _run(cfg: Any) -> RunContext:
+    return RunContext(out_dir="", corpus="eval", run_id="eval", config_hash=cfg.config_hash())
 
-    rows = [decode_row({"path": str(a), "source_uri": str(a), "recording_id": a.stem}, cfg.decode) for a, _ in pairs]
+
+def _rows(pairs: list[tuple[Path, Path]], cfg: Any) -> list[dict]:
+    """Decoded rows (raw analysis signal, no enhancement): the whole file as one segment, or VAD
+    segments for a file longer than one Whisper window."""
+    from manifests.planned_segment import PlannedSegment, to_rows
+    from stages.decode import DecodeStage
+    from stages.vad_segment import VadSegmentStage
+
+    raw = cfg.model_copy(update={"enhance": cfg.enhance.model_copy(update={"enabled": False})})
+    decoder = DecodeStage(raw, _run(cfg))
+    rows = [decoder.decode_row({"path": str(a), "source_uri": str(a), "recording_id": a.stem}) for a, _ in pairs]
     long_rows = [i for i, r in enumerate(rows) if r["status"] == "ok" and r["duration_s"] > WHOLE_FILE_MAX_S]
     for i, r in enumerate(rows):
         if r["status"] == "ok" and i not in long_rows:
-            r["segments_json"] = planned_segment.dumps([PlannedSegment(0.0, r["duration_s"])])
-            r["models_json"] = "[]"
+            r["segments"] = to_rows([PlannedSegment(0.0, r["duration_s"])])
+            r["models"] = []
     if long_rows:
-        segmenter = VadSegmenter(cfg.vad, cfg.segment)
+        segmenter = VadSegmentStage(cfg, _run(cfg))
         for i in long_rows:
             rows[i] = segmenter.segment_row(rows[i])
     return rows
 
 
-def evaluate_asr(audio_dir: Path, ref_dir: Path, cfg: PipelineConfig) -> list[FileResult]:
+def evaluate_asr(audio_dir: Path, ref_dir: Path, cfg: Any) -> list[FileResult]:
+    """Component eval of language ID + ASR on whole clips (not what `refinery run` ships)."""
     from manifests import planned_segment
     from stages.language_id import LanguageIdStage
     from stages.transcribe import TranscribeStage
 
     pairs = find_pairs(audio_dir, ref_dir)
     rows = _rows(pairs, cfg)
-    rows = LanguageIdStage(cfg.language_id)(rows)
-    rows = TranscribeStage(cfg.transcribe)(rows)
+    rows = LanguageIdStage(cfg, _run(cfg)).process_batch(rows)
+    rows = TranscribeStage(cfg, _run(cfg)).process_batch(rows)
     results = []
     for (audio, ref_path), row in zip(pairs, rows):
         ref = ref_path.read_text(encoding="utf-8").strip()
         ref_lang = reference_language(ref)
         if row["status"] != "ok":
             raise click.ClickException(f"{audio}: {row.get('error')}")
-        segs = sorted(planned_segment.loads(row["segments_json"]), key=lambda s: s.start)
+        segs = sorted(planned_segment.from_rows(row["segments"]), key=lambda s: s.start)
         kept = [s for s in segs if s.kept and s.text]
         seconds: dict[str, float] = defaultdict(float)
         for s in kept:

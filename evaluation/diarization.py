@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -124,16 +125,22 @@ def _table(report: dict) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def diarization_cmd(audio_dir: Path, rttm_dir: Path, collar: float, config_path, overrides, as_json: bool) -> None:
     """Diarize every audio file that has a same-stem .rttm and score each step."""
-    from diarization.diarizer import Diarizer
     from pipeline.config import ConfigError, load_config
 
     try:
         cfg = load_config(config_path, overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    report = evaluate(audio_dir, rttm_dir, collar, Diarizer(cfg.diarization, cfg.segment))
+    report = evaluate(audio_dir, rttm_dir, collar, diarizer_of(cfg))
     if as_json:
         click.echo(json.dumps({"files": report["files"], "total": report["total"]}, indent=1, default=float))
     else:
         click.echo(_table(report))
 
+
+def diarizer_of(cfg: Any) -> Any:
+    """The diarizer the pipeline's diarize stage builds from this config (its placement included)."""
+    from stages.base import RunContext
+    from stages.diarize import DiarizeStage
+
+    return DiarizeStage(cfg, RunContext(out_dir="", corpus="eval", run_id="eval", config_hash=cfg.config_hash())).diarizer

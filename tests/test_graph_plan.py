@@ -1,0 +1,62 @@
+"""The executor's plan: fitting actor pools to small clusters, pruning fields after their last reader."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.graph import fit_to_cluster, plan_graph
+from pipeline.stage_order import PIPELINE
+from stages.base import ActorPool, Placement, Resources
+
+
+def _placements(actors: int, cpus: float = 1.0, task_cpus: float = 1.0, min_size: int = 1) -> list[Placement]:
+    out = [Placement(Resources(num_cpus=task_cpus), rows_per_call=1)]
+    out += [Placement(Resources(num_cpus=cpus), rows_per_call=1, pool=ActorPool(min_size=min_size, max_size=min_size))
+            for _ in range(actors)]
+    return out + [Placement(Resources(num_cpus=task_cpus), rows_per_call=4)]
+
+
+@pytest.mark.parametrize("cluster, actors, min_size", [(2, 5, 1), (1, 5, 1), (3, 7, 2), (2, 1, 3), (16, 5, 1)])
+def test_pools_and_the_largest_task_fit_the_cluster(cluster, actors, min_size):
+    fitted = fit_to_cluster(_placements(actors, min_size=min_size), cluster)
+    held = sum(p.resources.num_cpus * p.pool.min_size for p in fitted if p.pool)
+    task = max(p.resources.num_cpus for p in fitted if p.pool is None)
+    assert held + task <= cluster
+    if actors * min_size + 1 <= cluster:  # it already fits: nothing is scaled
+        assert fitted == _placements(actors, min_size=min_size)
+    else:  # scaled by one factor: proportions kept, the cluster used in full (to the rounding)
+        assert held + task == pytest.approx(cluster, abs=1e-3)
+        assert len({p.resources.num_cpus for p in fitted}) == 1
+
+
+def test_gpus_are_never_scaled():
+    gpu = Placement(Resources(num_cpus=1, num_gpus=0.5), rows_per_call=8, pool=ActorPool())
+    fitted = fit_to_cluster([gpu, gpu, gpu], 1)
+    assert all(p.resources.num_gpus == 0.5 for p in fitted)
+
+
+def test_default_graph_on_two_cpus_prunes_signals_after_their_last_reader():
+    cfg = load_config()
+    plan = plan_graph(PIPELINE, cfg, 2)
+    names = [p.stage.name for p in plan]
+    assert names == ["decode", "enhance", "diarize", "language_id", "transcribe", "text_filter", "write"]
+    keep = {p.stage.name: p.keep for p in plan}
+    assert "samples" in keep["decode"] and "samples" not in keep["enhance"]  # only enhance reads the working-rate signal
+    assert "analysis" not in keep["transcribe"]  # after ASR nothing hears the signal
+    assert "analysis" not in keep["text_filter"]
+    assert {"audio_raw", "audio_enhanced", "segments", "models"} <= keep["text_filter"]  # the writer's inputs
+    assert keep["write"] is None
+    assert sum(p.placement.resources.num_cpus * (p.placement.pool.min_size if p.placement.pool else 0)
+               for p in plan) < 2
+
+
+def test_without_enhancement_nothing_reads_the_working_rate_signal():
+    plan = plan_graph(PIPELINE, load_config(None, ["enhance.enabled=false"]), None)
+    assert [p.stage.name for p in plan][:2] == ["decode", "diarize"]
+    assert "samples" not in plan[0].keep and "analysis" in plan[0].keep and "audio_raw" in plan[0].keep
+
+
+def test_vad_replaces_diarization_when_it_is_off():
+    plan = plan_graph(PIPELINE, load_config(None, ["diarization.enabled=false"]), None)
+    assert "segment" in [p.stage.name for p in plan] and "diarize" not in [p.stage.name for p in plan]
