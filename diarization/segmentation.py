@@ -79,6 +79,9 @@ class PowersetSegmentation:
         self.step_frames = max(1, int(round(step_s * SAMPLE_RATE / FRAME_STEP)))
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # The CPU arena keeps the largest batch's buffers for the session's life (~0.4 GB at 32
+        # windows), per worker; freed buffers go back instead, at no measurable cost in speed.
+        opts.enable_cpu_mem_arena = False
         if num_threads:
             opts.intra_op_num_threads = num_threads
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model
@@ -42,6 +42,11 @@ class RayConfig(Section):
     object_store_memory_gb: float | None = Field(2.0, gt=0, description="local Ray only")
     preserve_order: bool = False
     log_to_driver: bool = False
+    fuse_model_stages: Literal["auto", "always", "never"] = Field(
+        "auto", description="run the consecutive CPU model stages in one actor (one per CPU); auto: when the "
+        "cluster has fewer CPUs than those stages have pools plus one")
+    block_size_mb: float = Field(0.0625, gt=0, description="Ray Data's target block size: a stage's output rows "
+                                 "are passed on once a block reaches it (small: each recording streams on alone)")
 
 
 def _stage_sections() -> dict[str, type[BaseModel]]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import ray
 
 from manifests.planned_segment import MODELS_TYPE, SEGMENTS_TYPE
-from stages.base import Placement, RunContext, Stage
+from stages.base import ActorPool, Placement, RunContext, Stage
 
 log = logging.getLogger("refinery")
 
@@ -49,21 +49,80 @@ TIMING_FIELD = "stage_seconds"
 
 @dataclass(frozen=True)
 class PlannedStage:
-    stage: type[Stage]
+    """One operator of the graph: a stage, or consecutive model stages fused into one actor."""
+
+    members: tuple[type[Stage], ...]
     placement: Placement
-    keep: frozenset[str] | None  # fields kept after the stage; None: all (the last stage)
+    keeps: tuple[frozenset[str] | None, ...]  # fields kept after each member; None: all (the last stage)
+    task_limit: int | None = None  # a task stage's concurrent tasks; None: as many as the resources allow
+
+    @property
+    def stage(self) -> type[Stage]:
+        return self.members[0]
+
+    @property
+    def keep(self) -> frozenset[str] | None:
+        return self.keeps[-1]
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.members)
+
+    @property
+    def uses_model(self) -> bool:
+        return self.members[0].uses_model
 
 
-def plan_graph(stages: tuple[type[Stage], ...], cfg: Any, cluster_cpus: float | None) -> list[PlannedStage]:
-    """The enabled stages with their (fitted) placement and the fields each must pass on."""
+def plan_graph(stages: tuple[type[Stage], ...], cfg: Any, cluster_cpus: float | None,
+               fuse: str = "auto") -> list[PlannedStage]:
+    """The enabled stages with their (fitted) placement and the fields each must pass on.
+
+    ``fuse``: ``auto`` fuses the consecutive CPU model stages into one actor (a pool of one
+    per CPU) when the cluster has fewer CPUs than those stages have pools plus one task:
+    each pool would otherwise hold a fraction of a core, every actor process would load its
+    own copy of the stack, and the slowest stage would set the pace while others idle. Fused,
+    each actor takes a recording through all model stages, and the actors work on different
+    recordings. ``always`` / ``never`` force it. Stages that ask for GPUs are never fused.
+    """
     enabled = [s for s in stages if s.enabled(cfg)]
-    placements = fit_to_cluster([s.placement(cfg) for s in enabled], cluster_cpus)
-    planned = []
-    for i, (stage, placement) in enumerate(zip(enabled, placements)):
+    placements = [s.placement(cfg) for s in enabled]
+    keeps = []
+    for i in range(len(enabled)):
         later = enabled[i + 1:]
-        keep = frozenset(f for s in later for f in s.inputs()) | {TIMING_FIELD} if later else None
-        planned.append(PlannedStage(stage, placement, keep))
-    return planned
+        keeps.append(frozenset(f for s in later for f in s.inputs()) | {TIMING_FIELD} if later else None)
+    groups: list[list[int]] = []
+    for i, stage in enumerate(enabled):
+        fusable = stage.uses_model and not placements[i].resources.num_gpus
+        if groups and fusable and _fusable(enabled[groups[-1][-1]], placements[groups[-1][-1]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    model_pools = sum(1 for i, s in enumerate(enabled) if s.uses_model and not placements[i].resources.num_gpus)
+    do_fuse = fuse == "always" or (fuse == "auto" and cluster_cpus is not None and cluster_cpus < model_pools + 1)
+    if not do_fuse:
+        groups = [[i] for i in range(len(enabled))]
+    ops: list[tuple[tuple[type[Stage], ...], Placement, tuple]] = []
+    for group in groups:
+        members = tuple(enabled[i] for i in group)
+        if len(group) == 1:
+            placement = placements[group[0]]
+        else:  # one actor per CPU, each holding every member's model once
+            size = max(1, int(cluster_cpus or 1))
+            cpus = max(placements[i].resources.num_cpus for i in group)
+            placement = Placement(placements[group[0]].resources.model_copy(update={"num_cpus": cpus}),
+                                  rows_per_call=min(placements[i].rows_per_call or 1 for i in group),
+                                  pool=ActorPool(min_size=size, max_size=size))
+        ops.append((members, placement, tuple(keeps[i] for i in group)))
+    fitted = fit_to_cluster([placement for _, placement, _ in ops], cluster_cpus)
+    # Scaled-down tasks would otherwise run many at once, each in a worker process of its own
+    # (memory), for work that was sized for one CPU each: keep them to one per CPU.
+    task_limit = max(1, int(cluster_cpus)) if cluster_cpus else None
+    return [PlannedStage(members, placement, op_keeps, None if members[0].uses_model else task_limit)
+            for (members, _, op_keeps), placement in zip(ops, fitted)]
+
+
+def _fusable(stage: type[Stage], placement: Placement) -> bool:
+    return stage.uses_model and not placement.resources.num_gpus
 
 
 def fit_to_cluster(placements: list[Placement], cluster_cpus: float | None) -> list[Placement]:
@@ -124,30 +183,58 @@ def _rows_to_table(rows: list[dict], keep: frozenset[str] | None) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _run_stage(stage: Stage, table: pa.Table, keep: frozenset[str] | None) -> pa.Table:
+def _run_stages(stages: list[Stage], keeps: tuple[frozenset[str] | None, ...], table: pa.Table) -> pa.Table:
     rows = _table_to_rows(table)
-    t0 = time.perf_counter()
-    out = stage.process_batch(rows)
-    share = (time.perf_counter() - t0) / max(1, len(out))  # a call's time, split over its rows
-    for row in out:
-        row[TIMING_FIELD] = list(row.get(TIMING_FIELD) or []) + [{"stage": stage.name, "seconds": round(share, 4)}]
-    return _rows_to_table(out, keep)
+    for stage, keep in zip(stages, keeps):
+        t0 = time.perf_counter()
+        rows = stage.process_batch(rows)
+        share = (time.perf_counter() - t0) / max(1, len(rows))  # a call's time, split over its rows
+        for row in rows:
+            row[TIMING_FIELD] = list(row.get(TIMING_FIELD) or []) + [{"stage": stage.name, "seconds": round(share, 4)}]
+        if keep is not None:
+            rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
+    return _rows_to_table(rows, keeps[-1])
 
 
 class _StageActor:
-    """Hosts a model stage on an actor: constructed once (the model loads), called per batch."""
+    """Hosts model stages on an actor: constructed once (the models load), called per batch."""
 
-    def __init__(self, stage_cls: type[Stage], cfg: Any, run: RunContext, keep: frozenset[str] | None) -> None:
-        self.stage = stage_cls(cfg, run)
-        self.keep = keep
+    def __init__(self, members: tuple[type[Stage], ...], cfg: Any, run: RunContext,
+                 keeps: tuple[frozenset[str] | None, ...]) -> None:
+        self.stages = [member(cfg, run) for member in members]
+        self.keeps = keeps
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        return _run_stage(self.stage, table, self.keep)
+        try:
+            return _run_stages(self.stages, self.keeps, table)
+        finally:
+            _return_freed_memory()
 
 
-def _stage_task(table: pa.Table, stage_cls: type[Stage], cfg: Any, run: RunContext,
-                keep: frozenset[str] | None) -> pa.Table:
-    return _run_stage(stage_cls(cfg, run), table, keep)
+def _return_freed_memory() -> None:
+    """Hand the heap a batch freed back to the OS (glibc keeps it otherwise: a long-lived
+    actor's RSS would stay at its largest recording's peak)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _stage_task(table: pa.Table, members: tuple[type[Stage], ...], cfg: Any, run: RunContext,
+                keeps: tuple[frozenset[str] | None, ...]) -> pa.Table:
+    return _run_stages([member(cfg, run) for member in members], keeps, table)
 
 
 def apply_stage(ds: "ray.data.Dataset", planned: PlannedStage, cfg: Any, run: RunContext) -> "ray.data.Dataset":
@@ -158,19 +245,20 @@ def apply_stage(ds: "ray.data.Dataset", planned: PlannedStage, cfg: Any, run: Ru
     if res.memory_gb:
         ray_args["memory"] = int(res.memory_gb * 1024**3)
     batch_size = planned.placement.rows_per_call or 1
-    if planned.stage.uses_model:
+    if planned.uses_model:
         pool = planned.placement.pool
-        assert pool is not None, f"model stage {planned.stage.name} declares no pool"
+        assert pool is not None, f"model stage {planned.name} declares no pool"
         return ds.map_batches(
             _StageActor,
-            fn_constructor_kwargs={"stage_cls": planned.stage, "cfg": cfg, "run": run, "keep": planned.keep},
+            fn_constructor_kwargs={"members": planned.members, "cfg": cfg, "run": run, "keeps": planned.keeps},
             batch_size=batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size),
             **ray_args,
         )
     return ds.map_batches(
-        _stage_task, fn_kwargs={"stage_cls": planned.stage, "cfg": cfg, "run": run, "keep": planned.keep},
-        batch_size=batch_size, batch_format="pyarrow", **ray_args,
+        _stage_task, fn_kwargs={"members": planned.members, "cfg": cfg, "run": run, "keeps": planned.keeps},
+        batch_size=batch_size, batch_format="pyarrow", compute=ray.data.TaskPoolStrategy(size=planned.task_limit),
+        **ray_args,
     )
 
 

@@ -25,7 +25,7 @@ from manifests.incremental import FingerprintedSource, plan_run
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
 from manifests.lock import lock_corpus
-from manifests.storage import forwarded_env, normalise
+from manifests.storage import forwarded_env, is_remote, normalise
 from pipeline.config import RayConfig
 from pipeline.progress import RunProgress
 from pipeline.stage_order import PIPELINE, PRE_GRAPH
@@ -95,7 +95,17 @@ def ensure_ray(cfg: RayConfig) -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = cfg.preserve_order
+    # A map call's output rows are buffered into blocks of up to this size before the next
+    # stage sees them: with the default 128 MiB, a recording's row waits for the rest of its
+    # call's rows (a whole enhance batch, say), and the graph stops streaming. A row carries
+    # its signals, so at this size every row leaves as soon as it is done.
+    ctx.target_max_block_size = int(cfg.block_size_mb * 1024 * 1024)
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. "progress bars disabled"
+
+
+# Local sources up to this many bytes in all are hashed by the driver itself: a Ray job for
+# them would cost more (worker start) than reading them.
+DRIVER_FINGERPRINT_MAX_BYTES = 2 * 1024**3
 
 
 def _fingerprint(sources: list[SourceRef], cfg, run: RunContext) -> list[FingerprintedSource]:
@@ -104,11 +114,28 @@ def _fingerprint(sources: list[SourceRef], cfg, run: RunContext) -> list[Fingerp
     from pipeline.graph import apply_stage, cluster_cpus, plan_graph
 
     items = [{"index": i, "uri": s.uri, "path": s.path, "error": s.error} for i, s in enumerate(sources)]
+    if _small_and_local(sources):
+        rows = [r for stage in PRE_GRAPH for r in stage(cfg, run).process_batch(items)]
+        return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
     for planned in plan_graph(PRE_GRAPH, cfg, cluster_cpus()):
         ds = apply_stage(ds, planned, cfg, run)
     rows = sorted(ds.take_all(), key=lambda r: r["index"])
     return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
+
+
+def _small_and_local(sources: list[SourceRef]) -> bool:
+    total = 0
+    for s in sources:
+        if s.path is None or is_remote(s.path):
+            return False
+        try:
+            total += os.stat(s.path).st_size
+        except OSError:
+            pass  # the fingerprint stage says why, as it does on a worker
+        if total > DRIVER_FINGERPRINT_MAX_BYTES:
+            return False
+    return True
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -240,8 +267,10 @@ def _process(process: list[FingerprintedSource], cfg, run: RunContext, committer
     items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
               "recording_id": recording_id(s.uri, s.sha256)} for s in process]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    planned = plan_graph(PIPELINE, cfg, cluster_cpus())
-    log.info("graph: %s", " -> ".join(f"{p.stage.name} ({p.placement.resources.num_cpus:g} CPU)" for p in planned))
+    planned = plan_graph(PIPELINE, cfg, cluster_cpus(), fuse=cfg.ray.fuse_model_stages)
+    log.info("graph: %s", " -> ".join(
+        f"{p.name} ({p.placement.pool.max_size if p.placement.pool else 'tasks'} x {p.placement.resources.num_cpus:g} CPU)"
+        for p in planned))
     for stage in planned:
         ds = apply_stage(ds, stage, cfg, run)
     finished: list[dict] = []

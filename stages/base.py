@@ -60,7 +60,7 @@ class ActorPool(Section):
 
 
 # Placement fields every model stage section has; each section adds its own (threads, ...).
-MODEL_PLACEMENT = frozenset({"device", "batch_size", "resources", "pool", "cpu_threads"})
+MODEL_PLACEMENT = frozenset({"device", "batch_size", "recordings_per_call", "resources", "pool", "cpu_threads"})
 
 
 @dataclass(frozen=True)

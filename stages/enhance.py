@@ -22,7 +22,7 @@ class EnhanceSection(EnhanceParams, Section):
     """Pretraining samples raw and enhanced audio 1:1 (Kimi-Audio), so by default both are
     written; the later stages (diarization, language ID, ASR) analyse the enhanced one."""
 
-    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT | {"recordings_per_call"}
+    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT
     enabled: bool = True
     variants: Literal["both", "raw", "enhanced"] = Field("both", description="which audio the shards carry: "
                                                          "`audio` (raw), `audio_enhanced`, or both")

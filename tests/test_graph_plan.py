@@ -36,19 +36,46 @@ def test_gpus_are_never_scaled():
     assert all(p.resources.num_gpus == 0.5 for p in fitted)
 
 
-def test_default_graph_on_two_cpus_prunes_signals_after_their_last_reader():
+MODEL_STAGES = ["enhance", "diarize", "language_id", "transcribe", "text_filter"]
+
+
+def test_on_a_big_cluster_each_model_stage_has_its_own_pool():
+    plan = plan_graph(PIPELINE, load_config(), 16)
+    assert [p.name for p in plan] == ["decode", *MODEL_STAGES, "write"]
+    assert all(p.placement.resources.num_cpus == 1 for p in plan)  # nothing scaled: it fits
+
+
+def test_on_two_cpus_the_model_stages_share_one_actor_per_cpu():
+    plan = plan_graph(PIPELINE, load_config(), 2)
+    assert [p.name for p in plan] == ["decode", "+".join(MODEL_STAGES), "write"]
+    fused = plan[1]
+    assert [m.name for m in fused.members] == MODEL_STAGES and fused.placement.pool.min_size == 2
+    assert fused.placement.rows_per_call == 1  # the smallest of its members': each recording streams on alone
+    held = fused.placement.resources.num_cpus * 2 + max(plan[0].placement.resources.num_cpus,
+                                                        plan[2].placement.resources.num_cpus)
+    assert held <= 2
+    # forced apart, every pool still starts on two CPUs
+    apart = plan_graph(PIPELINE, load_config(), 2, fuse="never")
+    assert [p.name for p in apart] == ["decode", *MODEL_STAGES, "write"]
+    assert sum(p.placement.resources.num_cpus for p in apart if p.placement.pool) + 0.3333 <= 2
+
+
+def test_a_stage_on_a_gpu_is_not_fused():
+    plan = plan_graph(PIPELINE, load_config(None, ["transcribe.resources.num_gpus=0.5"]), 2)
+    assert [p.name for p in plan] == ["decode", "enhance+diarize+language_id", "transcribe", "text_filter", "write"]
+
+
+def test_default_graph_prunes_signals_after_their_last_reader():
     cfg = load_config()
-    plan = plan_graph(PIPELINE, cfg, 2)
+    plan = plan_graph(PIPELINE, cfg, 16)
     names = [p.stage.name for p in plan]
-    assert names == ["decode", "enhance", "diarize", "language_id", "transcribe", "text_filter", "write"]
+    assert names == ["decode", *MODEL_STAGES, "write"]
     keep = {p.stage.name: p.keep for p in plan}
     assert "samples" in keep["decode"] and "samples" not in keep["enhance"]  # only enhance reads the working-rate signal
     assert "analysis" not in keep["transcribe"]  # after ASR nothing hears the signal
     assert "analysis" not in keep["text_filter"]
     assert {"audio_raw", "audio_enhanced", "segments", "models"} <= keep["text_filter"]  # the writer's inputs
     assert keep["write"] is None
-    assert sum(p.placement.resources.num_cpus * (p.placement.pool.min_size if p.placement.pool else 0)
-               for p in plan) < 2
 
 
 def test_without_enhancement_nothing_reads_the_working_rate_signal():

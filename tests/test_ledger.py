@@ -15,6 +15,7 @@ from manifests.ledger import Ledger, LedgerIndex
 from manifests.lock import CorpusLock, CorpusLocked
 from manifests.planned_segment import PlannedSegment
 from manifests.schema import LEDGER_SCHEMA
+from audio_io.flac import encode_flac
 from manifests.segment_rows import RecordingContext, build_segment_rows
 from manifests.shards import ShardLimits, plan_shards, write_parquet_atomic, write_staged_shards
 
@@ -22,7 +23,9 @@ from manifests.shards import ShardLimits, plan_shards, write_parquet_atomic, wri
 def _segments(n, rec="r1"):
     ctx = RecordingContext(rec, f"/a/{rec}.wav", "c", "run1", "h")
     x = np.zeros(24000 * 2 * n, dtype=np.float32)
-    return build_segment_rows(ctx, x, 24000, [PlannedSegment(2 * i, 2 * i + 1.5) for i in range(n)], 24000)
+    segments = [PlannedSegment(2 * i, 2 * i + 1.5) for i in range(n)]
+    cells = [encode_flac(x[int(s.start * 24000):int(s.end * 24000)], 24000) for s in segments]
+    return build_segment_rows(ctx, segments, 24000, cells, [None] * n)
 
 
 def _ledger_row(layout, rec, staged, final, status="done", sha="s1"):

@@ -27,6 +27,7 @@ from manifests.ledger import Ledger
 from manifests.lock import CorpusLocked, LeaseLock, lock_corpus
 from manifests.planned_segment import PlannedSegment
 from manifests.schema import SEGMENT_SCHEMA
+from audio_io.flac import encode_flac
 from manifests.segment_rows import RecordingContext, build_segment_rows
 from manifests.shards import ShardLimits, write_shards
 from inspection.stats import read_segments
@@ -163,7 +164,9 @@ def test_second_run_skips_everything(s3_run, s3):
 def _segments(n: int, rec: str = "r1") -> list[dict]:
     ctx = RecordingContext(rec, f"s3://{BUCKET}/in/{rec}.wav", "k", "run1", "h")
     x = np.zeros(24000 * 2 * n, dtype=np.float32)
-    return build_segment_rows(ctx, x, 24000, [PlannedSegment(2 * i, 2 * i + 1.5) for i in range(n)], 24000)
+    segments = [PlannedSegment(2 * i, 2 * i + 1.5) for i in range(n)]
+    cells = [encode_flac(x[int(s.start * 24000):int(s.end * 24000)], 24000) for s in segments]
+    return build_segment_rows(ctx, segments, 24000, cells, [None] * n)
 
 
 def test_interrupted_commit_leaves_nothing_visible_and_recover_deletes_orphans(s3):

@@ -184,8 +184,9 @@ def _times(segments: list[PlannedSegment]) -> tuple:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fuse", ["never", "always"])
 def test_stages_on_ray_give_the_same_segments(cfg: PipelineConfig, run: RunContext, segmented, processed,
-                                              ray_session) -> None:
+                                              ray_session, fuse) -> None:
     import ray
 
     from pipeline.graph import apply_stage, cluster_cpus, plan_graph
@@ -198,10 +199,14 @@ def test_stages_on_ray_give_the_same_segments(cfg: PipelineConfig, run: RunConte
     # The graph prunes recording_id (no stage here reads it): match rows by their segment times.
     expected = {_times(_segments(r)): r for r in rows if r.get("segments")}
 
-    plan = plan_graph(TRANSCRIPTION_STAGES, cfg, cluster_cpus())
-    assert [p.stage for p in plan] == list(TRANSCRIPTION_STAGES)
-    assert plan[-1].keep is None and "analysis" in plan[0].keep and "analysis" not in plan[1].keep
-    # Three pools of one CPU on a two-CPU cluster: each reserves a fraction, so all of them start.
+    plan = plan_graph(TRANSCRIPTION_STAGES, cfg, cluster_cpus(), fuse=fuse)
+    if fuse == "never":
+        assert [p.stage for p in plan] == list(TRANSCRIPTION_STAGES)
+        assert plan[-1].keep is None and "analysis" in plan[0].keep and "analysis" not in plan[1].keep
+    else:  # one operator: the three stages in one actor, one actor per CPU
+        assert [p.members for p in plan] == [TRANSCRIPTION_STAGES] and plan[0].placement.pool.min_size == 2
+        assert plan[0].keeps[-1] is None and "analysis" in plan[0].keeps[0] and "analysis" not in plan[0].keeps[1]
+    # Pools of one CPU on a two-CPU cluster: each reserves a fraction, so all of them start.
     held = sum(p.placement.resources.num_cpus * p.placement.pool.min_size for p in plan)
     assert cluster_cpus() - 1e-3 <= held <= cluster_cpus() and all(p.placement.resources.num_cpus < 1 for p in plan)
     ds = ray.data.from_items(picked)
