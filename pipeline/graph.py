@@ -69,6 +69,13 @@ class PlannedStage:
         return "+".join(m.name for m in self.members)
 
     @property
+    def tasks_in_flight(self) -> int | None:
+        """Calls queued per actor. Fused actors take a recording through every model, seconds to
+        minutes each: queueing several per actor would tie recordings to a busy actor while
+        another one idles. None: Ray Data's default (a queue that hides transfer time)."""
+        return 1 if len(self.members) > 1 else None
+
+    @property
     def uses_model(self) -> bool:
         return self.members[0].uses_model
 
@@ -252,7 +259,8 @@ def apply_stage(ds: "ray.data.Dataset", planned: PlannedStage, cfg: Any, run: Ru
             _StageActor,
             fn_constructor_kwargs={"members": planned.members, "cfg": cfg, "run": run, "keeps": planned.keeps},
             batch_size=batch_size, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size),
+            compute=ray.data.ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size,
+                                               max_tasks_in_flight_per_actor=planned.tasks_in_flight),
             **ray_args,
         )
     return ds.map_batches(
