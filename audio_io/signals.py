@@ -16,6 +16,7 @@ import io
 import numpy as np
 import soundfile as sf
 
+from audio_io.flac import encode_flac
 from audio_io.resample import resample
 
 ANALYSIS_RATE = 16000
@@ -29,8 +30,6 @@ def analysis_signal(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def encode_variant(samples: np.ndarray, sample_rate: int, output_rate: int, subtype: str = "PCM_16") -> bytes:
     """The whole recording at ``output_rate`` as FLAC bytes (float samples clipped to [-1, 1])."""
-    from audio_io.flac import encode_flac
-
     return encode_flac(resample(np.asarray(samples, dtype=np.float32), sample_rate, output_rate), output_rate, subtype)
 
 

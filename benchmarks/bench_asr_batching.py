@@ -31,9 +31,7 @@ def bench_asr_batching(ctx: Context) -> dict[str, Any]:
     audios = [rec.cut(s, cfg.transcribe.context_pad_s) for s in english]
     audio_s = sum(len(a) for a in audios) / 16000
     tc = cfg.transcribe
-    from stages.transcribe import TranscribeStage
-
-    batch = max(8, TranscribeStage.segments_per_batch(tc))  # the GPU default: what batching buys on this CPU
+    batch = max(8, tc.segments_per_batch())  # the GPU default: what batching buys on this CPU
     t0 = time.perf_counter()
     transcriber = WhisperTranscriber(load_whisper(tc.en_model, tc.device, tc.precision, tc.cpu_threads), whisper_policy(tc))
     load_s = time.perf_counter() - t0

@@ -43,7 +43,7 @@ def bench_language_id(ctx: Context) -> dict[str, Any]:
     return {
         "audio_duration_s": duration,
         "lid_model": cfg.language_id.model,
-        "batch_size": LanguageIdStage.segments_per_batch(cfg.language_id),
+        "batch_size": cfg.language_id.segments_per_batch(),
         "model_load_s": load_s,
         "segments": len(segments),
         "segment_audio_s": segment_s,

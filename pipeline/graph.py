@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import ray
 
@@ -98,13 +97,13 @@ def plan_graph(stages: tuple[type[Stage], ...], cfg: Any, cluster_cpus: float | 
         later = enabled[i + 1:]
         keeps.append(frozenset(f for s in later for f in s.inputs()) | {TIMING_FIELD} if later else None)
     groups: list[list[int]] = []
-    for i, stage in enumerate(enabled):
-        fusable = stage.uses_model and not placements[i].resources.num_gpus
-        if groups and fusable and _fusable(enabled[groups[-1][-1]], placements[groups[-1][-1]]):
+    fusable = [_fusable(stage, placement) for stage, placement in zip(enabled, placements)]
+    for i in range(len(enabled)):
+        if groups and fusable[i] and fusable[groups[-1][-1]]:
             groups[-1].append(i)
         else:
             groups.append([i])
-    model_pools = sum(1 for i, s in enumerate(enabled) if s.uses_model and not placements[i].resources.num_gpus)
+    model_pools = sum(fusable)
     do_fuse = fuse == "always" or (fuse == "auto" and cluster_cpus is not None and cluster_cpus < model_pools + 1)
     if not do_fuse:
         groups = [[i] for i in range(len(enabled))]
@@ -183,9 +182,7 @@ def _rows_to_table(rows: list[dict], keep: frozenset[str] | None) -> pa.Table:
         values = [row.get(name) for row in rows]
         if name in ROW_TYPES:
             arrays.append(pa.array(values, type=ROW_TYPES[name]))
-        elif values and all(isinstance(v, np.ndarray) for v in values):
-            arrays.append(convert_to_pyarrow_array(values, name))  # a (variable-shaped) tensor column
-        else:
+        else:  # inferred; numpy signals become (variable-shaped) tensor columns
             arrays.append(convert_to_pyarrow_array(values, name))
     return pa.Table.from_arrays(arrays, names=names)
 

@@ -115,7 +115,9 @@ def _fingerprint(sources: list[SourceRef], cfg, run: RunContext) -> list[Fingerp
 
     items = [{"index": i, "uri": s.uri, "path": s.path, "error": s.error} for i, s in enumerate(sources)]
     if _small_and_local(sources):
-        rows = [r for stage in PRE_GRAPH for r in stage(cfg, run).process_batch(items)]
+        rows = items
+        for stage in PRE_GRAPH:
+            rows = stage(cfg, run).process_batch(rows)
         return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
     for planned in plan_graph(PRE_GRAPH, cfg, cluster_cpus()):

@@ -117,6 +117,10 @@ class Stage:
         """[stage, model id@revision] pairs this stage adds to each row's ``models``."""
         return []
 
+    def with_models(self, rows: list[dict]) -> list[dict]:
+        """``rows`` with this stage's ``model_ids`` added to each one's ``models``."""
+        return [dict(r, models=append_models(r.get("models"), self.model_ids())) for r in rows]
+
 
 def model_placement(section: Any, rows_per_call: int) -> Placement:
     """The placement of an actor stage whose section has ``resources`` and ``pool``."""

@@ -14,7 +14,7 @@ from pydantic import Field
 from diarization.diarizer import Diarizer
 from diarization.params import DiarizationParams
 from manifests.planned_segment import to_rows
-from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models, model_placement
 from stages.segment import SegmentSection
 
 
@@ -48,7 +48,7 @@ class DiarizeStage(Stage):
 
     @classmethod
     def placement(cls, cfg: Any) -> Placement:
-        return Placement(cfg.diarization.resources, rows_per_call=1, pool=cfg.diarization.pool)
+        return model_placement(cfg.diarization, 1)
 
     @classmethod
     def inputs(cls) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from audio_io.signals import analysis_signal, encode_variant
 from enhancement_bsrnn.params import EnhanceParams
-from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, model_placement
 from stages.output import OutputSection
 
 
@@ -40,14 +40,13 @@ class EnhanceStage(Stage):
     uses_model = True
 
     def __init__(self, cfg: Any, run: RunContext) -> None:
-        from enhancement_bsrnn.inference import load_enhancer
+        from enhancement_bsrnn.inference import load_enhancer_from
 
         super().__init__(cfg, run)
         p: EnhanceSection = cfg.enhance
         self.params = p
         self.output = cfg.output
-        self.enhancer = load_enhancer(p.model, backend=p.backend, device=p.device, precision=p.precision,
-                                      chunk_s=p.chunk_s, overlap_s=p.overlap_s, batch_size=p.batch_size)
+        self.enhancer = load_enhancer_from(p, p.device, p.batch_size)
 
     @classmethod
     def enabled(cls, cfg: Any) -> bool:
@@ -55,7 +54,7 @@ class EnhanceStage(Stage):
 
     @classmethod
     def placement(cls, cfg: Any) -> Placement:
-        return Placement(cfg.enhance.resources, rows_per_call=cfg.enhance.recordings_per_call, pool=cfg.enhance.pool)
+        return model_placement(cfg.enhance, cfg.enhance.recordings_per_call)
 
     @classmethod
     def inputs(cls) -> tuple[str, ...]:
@@ -71,7 +70,7 @@ class EnhanceStage(Stage):
     def process_batch(self, rows: list[dict]) -> list[dict]:
         from enhancement_bsrnn.inference import enhance_signals
 
-        out = [dict(r, models=append_models(r.get("models"), self.model_ids()), audio_enhanced=None) for r in rows]
+        out = [dict(r, audio_enhanced=None) for r in self.with_models(rows)]
         by_rate: dict[int, list[int]] = {}
         for i, r in enumerate(out):
             if r["status"] == "ok" and len(r["samples"]):

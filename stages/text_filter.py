@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from stages.base import ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.base import ActorPool, Placement, Resources, RunContext, Section, Stage, model_placement
 from transcription.filters import FastTextLanguageId, FilterParams, filter_recordings
 from transcription.rows import process_rows
 
@@ -44,7 +44,7 @@ class TextFilterStage(Stage):
 
     @classmethod
     def placement(cls, cfg: Any) -> Placement:
-        return Placement(cfg.filters.resources, rows_per_call=cfg.filters.batch_size, pool=cfg.filters.pool)
+        return model_placement(cfg.filters, cfg.filters.batch_size)
 
     @classmethod
     def inputs(cls) -> tuple[str, ...]:
@@ -63,4 +63,4 @@ class TextFilterStage(Stage):
     def process_batch(self, rows: list[dict]) -> list[dict]:
         done = process_rows(rows, "text filters", lambda recs: filter_recordings(recs, self.params, self.text_lid),
                             with_audio=False)
-        return [dict(r, models=append_models(r.get("models"), self.model_ids())) for r in done]
+        return self.with_models(done)

@@ -9,29 +9,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.base import Placement, RunContext, Stage, model_placement
+from stages.whisper_placement import WhisperPlacement
 from transcription.asr import SegmentTranscriber, TranscribeParams, transcribe_recordings
 from transcription.rows import process_rows
 
 
-class TranscribeSection(TranscribeParams, Section):
+class TranscribeSection(TranscribeParams, WhisperPlacement):
     """Stages 8-9: Whisper (en), Paraformer-zh or Whisper (zh), gap-based Chinese punctuation."""
 
-    placement_fields: ClassVar[frozenset[str]] = MODEL_PLACEMENT
-    enabled: bool = True
-    device: str = "cpu"
-    cpu_threads: int = Field(0, ge=0, description="CTranslate2/torch threads; 0: follow OMP_NUM_THREADS (set by Ray)")
-    batch_size: int | None = Field(None, ge=1, description="segments per decoding batch; None: 2 on CPU, 8 "
-                                   "on a GPU (on CPU, small batches keep the working set in cache: measured faster, "
-                                   "and the results are the same)")
-    recordings_per_call: int = Field(1, ge=1, description="recordings an actor takes per call; its segments are "
-                                     "batched together. One keeps the graph streaming on small clusters (a call "
-                                     "waits for this many recordings) and makes every batch the same whatever the "
-                                     "timing; raise it on GPUs to fill batches with short recordings")
-    resources: Resources = Resources()
-    pool: ActorPool = ActorPool()
+    cpu_batch: ClassVar[int] = 2
+    gpu_batch: ClassVar[int] = 8
 
 
 class TranscribeStage(Stage):
@@ -43,11 +31,7 @@ class TranscribeStage(Stage):
         super().__init__(cfg, run)
         p: TranscribeSection = cfg.transcribe
         self.params = p
-        self.transcriber = SegmentTranscriber(p, device=p.device, cpu_threads=p.cpu_threads, batch_size=self.segments_per_batch(p))
-
-    @staticmethod
-    def segments_per_batch(p: Any) -> int:
-        return p.batch_size or (8 if p.device.startswith("cuda") else 2)
+        self.transcriber = SegmentTranscriber(p, device=p.device, cpu_threads=p.cpu_threads, batch_size=p.segments_per_batch())
 
     @classmethod
     def enabled(cls, cfg: Any) -> bool:
@@ -55,7 +39,7 @@ class TranscribeStage(Stage):
 
     @classmethod
     def placement(cls, cfg: Any) -> Placement:
-        return Placement(cfg.transcribe.resources, rows_per_call=cfg.transcribe.recordings_per_call, pool=cfg.transcribe.pool)
+        return model_placement(cfg.transcribe, cfg.transcribe.recordings_per_call)
 
     @classmethod
     def inputs(cls) -> tuple[str, ...]:
@@ -71,4 +55,4 @@ class TranscribeStage(Stage):
     def process_batch(self, rows: list[dict]) -> list[dict]:
         done = process_rows(rows, "transcription",
                             lambda recs: transcribe_recordings(recs, self.transcriber, self.params.context_pad_s))
-        return [dict(r, models=append_models(r.get("models"), self.model_ids())) for r in done]
+        return self.with_models(done)

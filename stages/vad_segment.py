@@ -13,7 +13,7 @@ from pydantic import Field
 
 from diarization.vad import SileroVad, VadParams, segment_by_voice
 from manifests.planned_segment import to_rows
-from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models
+from stages.base import MODEL_PLACEMENT, ActorPool, Placement, Resources, RunContext, Section, Stage, append_models, model_placement
 from stages.segment import SegmentSection
 
 
@@ -45,7 +45,7 @@ class VadSegmentStage(Stage):
 
     @classmethod
     def placement(cls, cfg: Any) -> Placement:
-        return Placement(cfg.vad.resources, rows_per_call=cfg.vad.batch_size, pool=cfg.vad.pool)
+        return model_placement(cfg.vad, cfg.vad.batch_size)
 
     @classmethod
     def inputs(cls) -> tuple[str, ...]:
