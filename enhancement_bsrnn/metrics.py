@@ -5,7 +5,8 @@ two to the shorter length (enhancers keep the length; reference files may differ
 samples). PESQ and DNSMOS are defined at 16 kHz and resample internally: PESQ with
 ``scipy.signal.resample_poly``, DNSMOS with librosa's default resampler (soxr_hq), as the
 official ``dnsmos_local.py`` does (``librosa.load(sr=16000)``), so published DNSMOS figures
-reproduce (DeepFilterNet's CI values for its noisy_snr0.wav, to 4 decimals). STOI resamples
+reproduce (DeepFilterNet's CI values for its noisy_snr0.wav, to 4 decimals); ``dnsmos`` is
+``audio_io.quality.dnsmos``, shared with the pipeline's per-segment quality figures. STOI resamples
 internally (pystoi: 10 kHz); SI-SDR has no rate. ``evaluation/enhancement.py`` scores everything at 16 kHz, like the figures in the project notes.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from audio_io.quality import dnsmos  # one DNSMOS, shared with the per-segment quality figures
 from audio_io.resample import resample  # noqa: F401 - also used by evaluate
 
 log = logging.getLogger(__name__)
@@ -100,36 +102,6 @@ def stoi(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float
 
     est, ref = align(_mono64(estimate), _mono64(reference))
     return float(_stoi(ref, est, sample_rate, extended=False))
-
-
-def dnsmos(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """DNSMOS P.835 ``{"ovrl", "sig", "bak"}`` (Reddy et al. 2022) via speechmos at 16 kHz.
-
-    Other rates are resampled with ``librosa.resample`` (soxr_hq, the official recipe;
-    resample_poly moves OVRL by ~0.03 on a 48 kHz clip).
-
-    speechmos' ``dnsmos.run`` returns ``{"ovrl_mos", "sig_mos", "bak_mos", "p808_mos"}``
-    (clip means over 9.01 s windows, 1 s hop; shorter clips are tiled) and rejects input
-    outside [-1, 1]: a signal that exceeds it (an enhancer's overshoot) is scaled by its
-    peak, which leaves DNSMOS' level-normalised windows nearly unchanged.
-    """
-    from speechmos import dnsmos as _dnsmos
-
-    x = _mono64(audio)
-    if sample_rate != METRIC_RATE:
-        import librosa
-
-        x = librosa.resample(x, orig_sr=sample_rate, target_sr=METRIC_RATE)
-    if len(x) == 0:
-        raise ValueError("dnsmos: empty signal")
-    if not np.isfinite(x).all():
-        raise ValueError("dnsmos: signal holds NaN or inf")
-    peak = float(np.max(np.abs(x)))
-    if peak > 1.0:
-        log.info("DNSMOS input peaks at %.3f: scaled into [-1, 1]", peak)
-        x = x / peak
-    out = _dnsmos.run(np.clip(x, -1.0, 1.0).astype(np.float32), sr=METRIC_RATE)
-    return {"ovrl": float(out["ovrl_mos"]), "sig": float(out["sig_mos"]), "bak": float(out["bak_mos"])}
 
 
 def score(estimate: np.ndarray, reference: np.ndarray, sample_rate: int, noisy_si_sdr: float | None = None,

@@ -58,6 +58,11 @@ class PlannedSegment:
     filter_text_lid_prob: float | None = None
     filter_text_lid_skipped: str | None = None  # why the text was not judged (too short)
     filter_failures: list[str] | None = None  # every check that failed, in check order
+    # quality, on the raw audio of the segments kept when the quality stage runs (audio_io.quality)
+    snr_db: float | None = None
+    dnsmos_ovrl: float | None = None  # DNSMOS P.835
+    dnsmos_sig: float | None = None
+    dnsmos_bak: float | None = None
 
     @property
     def duration(self) -> float:

@@ -13,6 +13,7 @@ from stages.diarize import DiarizeStage
 from stages.enhance import EnhanceStage
 from stages.fingerprint import FingerprintStage
 from stages.language_id import LanguageIdStage
+from stages.quality import QualityStage
 from stages.text_filter import TextFilterStage
 from stages.transcribe import TranscribeStage
 from stages.vad_segment import VadSegmentStage
@@ -26,6 +27,7 @@ PIPELINE: tuple[type[Stage], ...] = (
     LanguageIdStage,
     TranscribeStage,
     TextFilterStage,
+    QualityStage,
     WriteStage,
 )
 

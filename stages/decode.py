@@ -3,7 +3,8 @@
 Out of one ffmpeg decode at the working rate come: ``samples`` (the working-rate signal,
 for enhancement; dropped by the executor when no later stage reads it), ``analysis`` (the
 16 kHz signal the model stages share, unless enhancement will replace it) and
-``audio_raw`` (the whole recording as FLAC at the output rate, for the writer).
+``audio_raw`` (the whole recording as FLAC at the output rate, for the writer, and for
+the quality stage, which makes decode keep it even with ``enhance.variants=enhanced``).
 
 A source that cannot be decoded keeps flowing with ``status='failed'`` and the reason, so
 the ledger records it and the run goes on. An object in a store (``s3://...``) is first
@@ -26,6 +27,7 @@ from manifests.storage import Storage, StorageConfig, describe_error, local_copy
 from stages.base import Placement, Resources, RunContext, Section, Stage
 from stages.enhance import EnhanceSection
 from stages.output import OutputSection
+from stages.quality import QualitySection
 
 
 class DecodeSection(DecodeParams, Section):
@@ -35,15 +37,17 @@ class DecodeSection(DecodeParams, Section):
 
 class DecodeStage(Stage):
     name = "decode"
-    sections = {"decode": DecodeSection, "enhance": EnhanceSection, "output": OutputSection, "storage": StorageConfig}
+    sections = {"decode": DecodeSection, "enhance": EnhanceSection, "output": OutputSection, "storage": StorageConfig,
+                "quality": QualitySection}
 
     def __init__(self, cfg: Any, run: RunContext) -> None:
         super().__init__(cfg, run)
         self.params: DecodeSection = cfg.decode
         self.storage: Storage = cfg.storage.model_dump()
         enhance = cfg.enhance
-        self.make_analysis = not (enhance.enabled and enhance.analyse == "enhanced")
-        self.make_raw = not (enhance.enabled and enhance.variants == "enhanced")
+        self.make_analysis = not (enhance.enabled and enhance.analysis_variant == "enhanced")
+        # The quality stage scores the raw signal even when the shards carry only the enhanced one.
+        self.make_raw = not (enhance.enabled and enhance.variants == "enhanced") or cfg.quality.enabled
         self.output = cfg.output
 
     @classmethod

@@ -2,7 +2,7 @@
 
 Decode makes the raw variant (``audio_raw``) and, unless enhancement will, the 16 kHz
 ``analysis`` signal; enhance makes the enhanced variant (``audio_enhanced``) and, with
-``analyse=enhanced``, replaces ``analysis``; the writer cuts the variants it is asked for.
+``analysis_variant=enhanced``, replaces ``analysis``; the writer cuts the variants it is asked for.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_a_missing_variant_signal_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("analyse", ["enhanced", "raw"])
 def test_stage_keeps_raw_beside_enhanced_at_the_same_rate_and_length(tiny_weights, clip_files, tmp_path, analyse):
-    cfg = _cfg(f"enhance.model={tiny_weights}", f"enhance.analyse={analyse}", "enhance.sample_rate=48000",
+    cfg = _cfg(f"enhance.model={tiny_weights}", f"enhance.analysis_variant={analyse}", "enhance.sample_rate=48000",
                "enhance.chunk_s=1.0", "enhance.overlap_s=0.25")
     run = _run(cfg, tmp_path)
     decoded, failed = _decoded(cfg, run, clip_files)
@@ -177,8 +177,9 @@ def test_stage_keeps_raw_beside_enhanced_at_the_same_rate_and_length(tiny_weight
 @pytest.mark.parametrize("variants,has_raw,has_enh", [("both", True, True), ("raw", True, False), ("enhanced", False, True)])
 def test_stage_variants_reach_the_segment_rows(tiny_weights, clip_files, tmp_path, variants, has_raw, has_enh):
     """decode -> enhance -> write: only the variants asked for are encoded, and they are what the writer cuts."""
+    # quality off: when on, decode keeps audio_raw for it and the quality stage drops it (tests/test_quality.py)
     cfg = _cfg(f"enhance.model={tiny_weights}", f"enhance.variants={variants}", "enhance.chunk_s=1.0",
-               "enhance.overlap_s=0.25")
+               "enhance.overlap_s=0.25", "quality.enabled=false")
     run = _run(cfg, tmp_path)
     decoded, _ = _decoded(cfg, run, clip_files)
     (row,) = EnhanceStage(cfg, run).process_batch([decoded])

@@ -36,7 +36,7 @@ def test_gpus_are_never_scaled():
     assert all(p.resources.num_gpus == 0.5 for p in fitted)
 
 
-MODEL_STAGES = ["enhance", "diarize", "language_id", "transcribe", "text_filter"]
+MODEL_STAGES = ["enhance", "diarize", "language_id", "transcribe", "text_filter", "quality"]
 
 
 def test_on_a_big_cluster_each_model_stage_has_its_own_pool():
@@ -57,12 +57,14 @@ def test_on_two_cpus_the_model_stages_share_one_actor_per_cpu():
     # forced apart, every pool still starts on two CPUs
     apart = plan_graph(PIPELINE, load_config(), 2, fuse="never")
     assert [p.name for p in apart] == ["decode", *MODEL_STAGES, "write"]
-    assert sum(p.placement.resources.num_cpus for p in apart if p.placement.pool) + 0.3333 <= 2
+    task = max(p.placement.resources.num_cpus for p in apart if not p.placement.pool)
+    assert task == pytest.approx(2 / (len(MODEL_STAGES) + 1), abs=1e-3)  # every request scaled by one factor
+    assert sum(p.placement.resources.num_cpus for p in apart if p.placement.pool) + task <= 2
 
 
 def test_a_stage_on_a_gpu_is_not_fused():
     plan = plan_graph(PIPELINE, load_config(None, ["transcribe.resources.num_gpus=0.5"]), 2)
-    assert [p.name for p in plan] == ["decode", "enhance+diarize+language_id", "transcribe", "text_filter", "write"]
+    assert [p.name for p in plan] == ["decode", "enhance+diarize+language_id", "transcribe", "text_filter+quality", "write"]
 
 
 def test_default_graph_prunes_signals_after_their_last_reader():
@@ -75,6 +77,8 @@ def test_default_graph_prunes_signals_after_their_last_reader():
     assert "analysis" not in keep["transcribe"]  # after ASR nothing hears the signal
     assert "analysis" not in keep["text_filter"]
     assert {"audio_raw", "audio_enhanced", "segments", "models"} <= keep["text_filter"]  # the writer's inputs
+    assert {"audio_raw", "audio_enhanced", "segments", "models"} <= keep["quality"]  # quality scores audio_raw
+    assert "analysis" not in keep["quality"]
     assert keep["write"] is None
 
 
