@@ -74,15 +74,24 @@ class Diarizer:
                                                      step_s=params.segmentation_step_s)
             self.pipeline = None
         else:
-            from diarization.pyannote_backend import load_pyannote_pipeline
+            from diarization.pyannote_backend import ASSEMBLED, assemble_pipeline, load_pyannote_pipeline
 
             self.segmentation = None
-            self.pipeline = load_pyannote_pipeline(params.pipeline_model, device)
+            if params.pipeline_model == ASSEMBLED:
+                self.pipeline = assemble_pipeline(
+                    params.pipeline_segmentation, self.embedder, clustering_threshold=params.pipeline_clustering_threshold,
+                    min_cluster_size=params.pipeline_min_cluster_size, segmentation_step=params.pipeline_step,
+                    device=device, batch_size=batch_size)
+            else:
+                self.pipeline = load_pyannote_pipeline(params.pipeline_model, device)
         self.model_ids = {"diarization": self.model_id, "speaker_embedding": self.embedder.model_id}
 
     @property
     def model_id(self) -> str:
-        return self.params.segmentation_model if self.params.backend == "segmentation" else self.params.pipeline_model
+        p = self.params
+        if p.backend == "segmentation":
+            return p.segmentation_model
+        return f"pyannote.audio SpeakerDiarization({p.pipeline_segmentation})" if p.pipeline_model == "assembled" else p.pipeline_model
 
     # ---- steps -------------------------------------------------------------------------
     def raw_diarization(self, audio16k: np.ndarray) -> Tracks:
@@ -113,7 +122,7 @@ class Diarizer:
             return DiarizationResult(raw, [], [], [], speakers=0)
         p = self.params
 
-        merged = merge_clusters(raw, self._embed_spans(audio, raw), p.cluster_merge_threshold,
+        merged = merge_clusters(raw, self._embed_spans(audio, raw), p.merge_threshold(),
                                 cannot_link=tracks.cannot_link)
         merged_turns = merged.turns
 
@@ -125,7 +134,7 @@ class Diarizer:
         for chunks in chunk_lists:
             per_turn.append(flat_emb[i : i + len(chunks)])
             i += len(chunks)
-        reassigned = reassign(merged_turns, per_turn, merged.representatives, p.reassign_threshold,
+        reassigned = reassign(merged_turns, per_turn, merged.representatives, p.reassignment_threshold(),
                               chunk_s=p.reassign_chunk_s, min_last_s=min_last)
 
         segments = finalize_segments(reassigned.segments, self.merge_params, audio, tracks.overlap_mask())

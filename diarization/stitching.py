@@ -14,7 +14,10 @@ Steps, each a pure function of the window activations:
    *cannot-link* pairs of tracks handed to cluster merging.
 3. ``reconstruct``: each track's activation per global frame is the mean over the
    windows that cover the frame (0 where the track is absent from a covering window);
-   the number of active speakers per frame is the rounded mean of the windows' counts;
+   the number of active speakers per frame is the windows' mean count rounded at
+   ``count_vote`` (0.5: the rounded mean, as pyannote.audio counts; 0.3: a speaker counts
+   where 30% of the covering windows hear one, since segmentation-3.0 often misses
+   faint far-field speech that sits early or late in its 10 s window);
    each frame keeps the ``count`` most active tracks. Runs of kept frames become turns;
    gaps shorter than ``min_duration_off`` inside one track are filled, and turns
    shorter than ``min_duration_on`` removed.
@@ -47,11 +50,13 @@ class StitchParams:
     link_threshold: float
     min_duration_on: float
     min_duration_off: float
+    count_vote: float = 0.5
 
 
 def stitch_params(p: DiarizationParams) -> StitchParams:
     return StitchParams(onset=p.onset, min_present_frames=p.min_present_frames, link_threshold=p.link_threshold,
-                        min_duration_on=p.min_duration_on_s, min_duration_off=p.min_duration_off_s)
+                        min_duration_on=p.min_duration_on_s, min_duration_off=p.min_duration_off_s,
+                        count_vote=p.count_vote)
 
 
 @dataclass
@@ -152,7 +157,9 @@ def reconstruct(wa: WindowActivations, track: dict[tuple[int, int], int], num_tr
                 score[sl, t] += wa.activations[w, :, k]
     covered = np.maximum(covered, 1)
     score /= covered[:, None]
-    n_active = np.rint(count / covered).astype(int)
+    # floor(mean + 1 - vote): vote 0.5 rounds half up (np.rint rounds half to even: the
+    # same except at exact halves).
+    n_active = np.floor(count / covered + 1.0 - p.count_vote + 1e-9).astype(int)
     keep_frames = int(min(total, np.ceil(duration_s / FRAME_S)))
     score, n_active = score[:keep_frames], n_active[:keep_frames]
     active = np.zeros_like(score, dtype=bool)

