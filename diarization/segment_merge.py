@@ -10,8 +10,14 @@ Rules, each a pure function over ``Span`` lists sorted by start:
 * ``split_long``: a span longer than ``max_duration_s`` is cut at the quietest 50 ms frame
   in the latest allowed window, repeatedly, so no piece exceeds the limit; without the
   signal it is cut into equal pieces.
-* ``partition_by_length``: spans shorter than ``min_duration_s`` are separated out so the
-  caller can record them as dropped (never silently lost).
+* ``absorb_short``: a span shorter than ``min_duration_s`` joins the nearest span of the
+  same speaker when the silence between them is <= ``max_gap_s`` (or they overlap), the
+  union stays <= ``max_duration_s`` and no turn of another speaker lies wholly inside the
+  gap (that would be a speaker change, not a pause). ``merge_adjacent`` only sees the
+  previous span, so a short piece after another speaker's overlapping interjection was
+  dropped although its speaker's turn had just ended.
+* ``partition_by_length``: spans still shorter than ``min_duration_s`` are separated out so
+  the caller can record them as dropped (never silently lost).
 
 ``finalize_segments`` is the tail both segmenters (voice activity, diarization) share:
 merge, split, clamp to the recording, partition by length, one ``PlannedSegment`` each,
@@ -99,6 +105,40 @@ def _quietest_point(samples: np.ndarray, sr: int, lo: float, hi: float, frame_s:
     return (a + k * frame + frame // 2) / sr
 
 
+def absorb_short(spans: list[Span], min_duration_s: float, max_gap_s: float, max_duration_s: float) -> list[Span]:
+    out = sorted(spans)
+    while True:
+        move = _best_absorption(out, min_duration_s, max_gap_s, max_duration_s)
+        if move is None:
+            return out
+        short, into = move
+        a, b = out[short], out[into]
+        merged = Span(min(a.start, b.start), max(a.end, b.end), b.speaker)
+        out = sorted([s for k, s in enumerate(out) if k not in (short, into)] + [merged])
+
+
+def _best_absorption(spans: list[Span], min_d: float, max_gap: float, max_d: float) -> tuple[int, int] | None:
+    """(short span, span it joins) with the smallest gap, first short span first; None if none can."""
+    for i, s in enumerate(spans):
+        if s.duration >= min_d:
+            continue
+        best: tuple[float, int] | None = None
+        for j, t in enumerate(spans):
+            if j == i or t.speaker != s.speaker:
+                continue
+            gap = max(t.start - s.end, s.start - t.end)
+            if gap > max_gap or max(s.end, t.end) - min(s.start, t.start) > max_d + 1e-9:
+                continue
+            lo, hi = (s.end, t.start) if t.start >= s.end else (t.end, s.start)
+            if gap > 0 and any(o.speaker != s.speaker and o.start >= lo and o.end <= hi for o in spans):
+                continue
+            if best is None or gap < best[0]:
+                best = (gap, j)
+        if best is not None:
+            return i, best[1]
+    return None
+
+
 def partition_by_length(spans: list[Span], min_duration_s: float) -> tuple[list[Span], list[Span]]:
     kept = [s for s in spans if s.duration >= min_duration_s]
     short = [s for s in spans if s.duration < min_duration_s]
@@ -129,6 +169,7 @@ def finalize_segments(spans: list[Span], params: SegmentMergeParams, audio16k: n
     out = merge_adjacent(spans, params.max_duration_s, params.max_gap_s)
     out = split_long(out, params.max_duration_s, audio16k, SAMPLE_RATE)
     out = [Span(s.start, min(s.end, duration), s.speaker) for s in out if s.start < duration]
+    out = absorb_short(out, params.min_duration_s, params.max_gap_s, params.max_duration_s)
     kept, short = partition_by_length(out, params.min_duration_s)
     reason = f"shorter than {params.min_duration_s} s (segment.min_duration_s)"
 

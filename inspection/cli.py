@@ -76,6 +76,10 @@ def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
         click.echo(f"  speakers     {c['speakers']} ({spk})")
         for reason, d in c["dropped"].items():
             click.echo(f"  dropped      {d['segments']} segment(s), {_hours(d['hours'])}: {reason}")
+        nk = c["recordings_without_kept"]
+        if nk["recordings"]:
+            why = ", ".join(f"{n} {reason}" for reason, n in nk["why"].items())
+            click.echo(f"  zero kept    {nk['recordings']} recording(s), {_hours(nk['source_hours'])} of audio ({why})")
         ln = c["segment_length_s"]
         if ln["median"] is not None:
             click.echo(f"  length       min {ln['min']:.2f} s, median {ln['median']:.2f} s, max {ln['max']:.2f} s")

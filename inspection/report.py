@@ -93,6 +93,16 @@ def collect(con: duckdb.DuckDBPyConnection) -> dict:
     data["drops"] = _rows(con, """
         SELECT coalesce(drop_reason, 'unspecified'), count(*), coalesce(sum(duration), 0) / 3600
         FROM segments WHERE NOT kept GROUP BY 1 ORDER BY 2 DESC, 1""")
+    # done recordings that ship nothing, by the check that dropped most of their seconds
+    data["without_kept"] = _rows(con, """
+        SELECT why, count(*), coalesce(sum(duration_s), 0) / 3600 FROM (
+            SELECT l.recording_id, max(l.duration_s) AS duration_s,
+                   coalesce((SELECT split_part(coalesce(s.drop_reason, 'unspecified'), ':', 1) FROM segments s
+                             WHERE s.recording_id = l.recording_id GROUP BY 1 ORDER BY sum(s.duration) DESC, 1
+                             LIMIT 1), 'no speech found') AS why
+            FROM ledger l WHERE l.status = 'done' GROUP BY l.recording_id
+            HAVING NOT coalesce((SELECT bool_or(s.kept) FROM segments s WHERE s.recording_id = l.recording_id), false))
+        GROUP BY why ORDER BY 2 DESC, 1""")
     data["dnsmos_counts"] = _rows(con, "SELECT count(dnsmos_ovrl), count(*) FROM segments")[0]
     per_point = round(1 / DNSMOS_BIN)  # bins by multiplying: 3.1 / 0.1 floors to 30
     data["dnsmos"] = _rows(con, f"""
@@ -242,6 +252,11 @@ def build_plots(data: dict) -> tuple[list[Plot], list[str]]:
         _plot_drops(data["drops"]),
     ]
     notes = []
+    if data["without_kept"]:
+        n = sum(r[1] for r in data["without_kept"])
+        hours = sum(r[2] for r in data["without_kept"])
+        why = ", ".join(f"{count} {reason}" for reason, count, _ in data["without_kept"])
+        notes.append(f"{n} recording(s) ({hours:.3f} h of audio) were processed but ship no kept segment: {why}")
     with_value, total = data["dnsmos_counts"]
     if with_value:
         plots.append(_plot_dnsmos(data["dnsmos"], with_value))

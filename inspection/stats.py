@@ -76,6 +76,7 @@ def corpus_stats(out_dir: Path | str, corpus: str) -> dict:
         if not s["kept"]:
             drops[s["drop_reason"] or "unspecified"]["segments"] += 1
             drops[s["drop_reason"] or "unspecified"]["hours"] += s["duration"] / 3600
+    without = recordings_without_kept(sources, seg)
     hist = Counter(_length_bin(s["duration"]) for s in kept)
     durations = sorted(s["duration"] for s in kept)
     return {
@@ -93,6 +94,7 @@ def corpus_stats(out_dir: Path | str, corpus: str) -> dict:
         "recordings_by_speaker_count": {str(k): v for k, v in sorted(rec_by_speakers.items())},
         "hours_by_speaker_count": dict(sorted(hours_by_speakers.items())),
         "dropped": dict(sorted(drops.items())),
+        "recordings_without_kept": without,
         "segment_length_histogram": {b: hist.get(b, 0) for b in [_length_bin(lo) for lo in LENGTH_BINS]},
         "segment_length_s": {
             "min": durations[0] if durations else None,
@@ -100,6 +102,28 @@ def corpus_stats(out_dir: Path | str, corpus: str) -> dict:
             "max": durations[-1] if durations else None,
         },
     }
+
+
+def recordings_without_kept(sources: list[dict], segments: list[dict]) -> dict:
+    """Done recordings that ship nothing: how many, their hours, and why.
+
+    Why = the check (the drop reason before its ':') that dropped most of the recording's
+    segment seconds, or "no speech found" when the segmenter found none.
+    """
+    by_rec: dict[str, list[dict]] = defaultdict(list)
+    for s in segments:
+        by_rec[s["recording_id"]].append(s)
+    why: Counter = Counter()
+    hours = 0.0
+    for r in sources:
+        if r["status"] != "done" or any(s["kept"] for s in by_rec.get(r["recording_id"], [])):
+            continue
+        seconds: Counter = Counter()
+        for s in by_rec.get(r["recording_id"], []):
+            seconds[(s["drop_reason"] or "unspecified").split(":")[0]] += s["duration"]
+        why[seconds.most_common(1)[0][0] if seconds else "no speech found"] += 1
+        hours += (r["duration_s"] or 0) / 3600
+    return {"recordings": sum(why.values()), "source_hours": hours, "why": dict(sorted(why.items()))}
 
 
 _SUM_KEYS = ("sources", "sources_done", "sources_failed", "sources_skipped", "source_hours", "segments",

@@ -43,10 +43,12 @@ def out(ray_session, tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("in")
     speech, sr = sf.read(real_clip("diarization", "pyannote_sample", "sample.wav"), dtype="float32")
     sf.write(src / "dialogue.wav", speech[: 16 * sr], sr)
-    inputs = [str(real_clip("asr_zh", "BAC009S0764W0121.wav")), str(src / "dialogue.wav")]
+    # A recording without speech: done, yet it ships nothing (the report says so).
+    sf.write(src / "room_tone.wav", np.random.default_rng(0).normal(0, 1e-4, 4 * sr).astype(np.float32), sr)
+    inputs = [str(real_clip("asr_zh", "BAC009S0764W0121.wav")), str(src / "dialogue.wav"), str(src / "room_tone.wav")]
     out = tmp_path_factory.mktemp("out")
     summary = run_pipeline(inputs, CORPUS, out, load_config(None, ["output.max_shard_rows=3", "enhance.enabled=false"]))
-    assert summary.done == 2 and summary.segments > summary.segments_kept > 0
+    assert summary.done == 3 and summary.segments > summary.segments_kept > 0
     return out
 
 
@@ -288,8 +290,9 @@ def test_report_is_self_contained_html_with_every_plot_and_renders(out, kept, tm
     for pid in PLOT_IDS:
         img = Image.open(io.BytesIO(_png_of(page.imgs[pid])))
         assert img.width >= 400 and img.height >= 200
-    assert "plot-dnsmos-ovrl" not in page.imgs and "note-0" in page.ids  # no DNSMOS values: a note instead
-    assert "DNSMOS" in html_path.read_text()
+    _png_of(page.imgs["plot-dnsmos-ovrl"])  # the quality stage filled dnsmos_ovrl
+    text = html_path.read_text()
+    assert "1 recording(s)" in text and "ship no kept segment: 1 no speech found" in text
     assert page.external == [] and "script" not in page.tags and "link" not in page.tags
     assert {"summary", "runs", "drop-reasons"} <= page.ids
 
@@ -315,5 +318,5 @@ def test_report_plots_dnsmos_when_the_column_has_values(enhanced_out, tmp_path):
     assert result.exit_code == 0, result.output
     page = _parse(html_path)
     _png_of(page.imgs["plot-dnsmos-ovrl"])
-    assert set(PLOT_IDS) <= set(page.imgs) and "note-0" not in page.ids
+    assert set(PLOT_IDS) <= set(page.imgs) and "column dnsmos_ovrl is empty" not in html_path.read_text()
 

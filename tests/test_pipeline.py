@@ -176,6 +176,11 @@ def test_stats_json_has_stable_keys_and_consistent_counts(first_run):
     assert s["segments"] == _segments(out, columns=["segment_id"]).num_rows
     kept = [r for r in _segments(out, columns=["duration", "kept"]).to_pylist() if r["kept"]]
     assert s["hours"] == pytest.approx(sum(r["duration"] for r in kept) / 3600)
+    rows = _segments(out, columns=["recording_id", "kept"]).to_pylist()
+    with_kept = {r["recording_id"] for r in rows if r["kept"]}
+    empty = SOURCES - len(with_kept)
+    nk = s["corpora"]["real"]["recordings_without_kept"]
+    assert nk["recordings"] == empty and sum(nk["why"].values()) == empty
     text = CliRunner().invoke(cli, ["manifest", "stats", str(out)])
     assert f"{SOURCES} done, 0 failed" in text.output
 

@@ -114,10 +114,11 @@ def test_finalize_sorts_ties_by_speaker_and_measures_overlap():
     mask = np.zeros(600, dtype=bool)
     centers = frame_center_s(np.arange(600))
     mask[(centers >= 2.0) & (centers < 3.0)] = True
-    spans = [Span(2, 4, "S01"), Span(2, 4, "S00"), Span(5, 5.5, "S00")]
+    # S00's short piece at 8 s is 4 s from its turn: too far to join it, so it is dropped.
+    spans = [Span(2, 4, "S01"), Span(2, 4, "S00"), Span(8, 8.5, "S00")]
     segs = finalize_segments(spans, SegmentMergeParams(), audio, mask)
     assert [(s.start, s.end, s.speaker, s.kept) for s in segs] == [(2, 4, "S00", True), (2, 4, "S01", True),
-                                                                    (5, 5.5, "S00", False)]
+                                                                    (8, 8.5, "S00", False)]
     assert segs[0].overlap_ratio == overlap_ratio(Span(2, 4), mask) == pytest.approx(0.5, abs=0.02)
     assert segs[2].overlap_ratio == 0.0
     assert all(s.overlap_ratio == 0.0 for s in finalize_segments(spans, SegmentMergeParams(), audio, np.zeros(0, bool)))
@@ -140,3 +141,22 @@ def test_segment_by_voice_lists_kept_segments_then_dropped_ones():
     assert [(s.start, s.end, s.kept) for s in segs] == [(3.0, 5.0, True), (9.0, 12.0, True), (0.0, 0.4, False),
                                                         (8.0, 8.5, False)]
     assert all(s.speaker is None and s.overlap_ratio is None for s in segs)
+
+
+def test_a_short_piece_after_an_interjection_joins_its_speakers_turn():
+    from diarization.segment_merge import absorb_short
+
+    spans = [Span(0.0, 5.0, "A"), Span(3.0, 4.0, "B"), Span(5.2, 5.8, "A")]
+    out = absorb_short(spans, min_duration_s=1.0, max_gap_s=2.0, max_duration_s=27.0)
+    assert Span(0.0, 5.8, "A") in out and Span(3.0, 4.0, "B") in out and len(out) == 2
+
+
+def test_a_short_piece_does_not_bridge_another_speakers_whole_turn_or_a_long_gap():
+    from diarization.segment_merge import absorb_short
+
+    across_turn = [Span(0.0, 5.0, "A"), Span(5.3, 6.5, "B"), Span(6.8, 7.4, "A")]
+    assert absorb_short(across_turn, 1.0, 2.0, 27.0) == sorted(across_turn)
+    far = [Span(0.0, 5.0, "A"), Span(7.5, 8.0, "A")]
+    assert absorb_short(far, 1.0, 2.0, 27.0) == far
+    too_long = [Span(0.0, 26.8, "A"), Span(27.0, 27.5, "A")]
+    assert absorb_short(too_long, 1.0, 2.0, 27.0) == too_long
