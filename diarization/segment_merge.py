@@ -171,7 +171,7 @@ def finalize_segments(spans: list[Span], params: SegmentMergeParams, audio16k: n
     out = [Span(s.start, min(s.end, duration), s.speaker) for s in out if s.start < duration]
     out = absorb_short(out, params.min_duration_s, params.max_gap_s, params.max_duration_s)
     kept, short = partition_by_length(out, params.min_duration_s)
-    reason = f"shorter than {params.min_duration_s} s (segment.min_duration_s)"
+    reason = f"segment_length: shorter than {params.min_duration_s} s (segment.min_duration_s)"
 
     def ratio(span: Span) -> float | None:
         return overlap_ratio(span, overlap) if overlap is not None else None

@@ -1,7 +1,7 @@
 """The enhancement parameters (stage 2), the one place of each default.
 
 The stage's config section (``enhance``) is this class plus what the stage decides
-itself (enabled, variants, analyse) and placement (device, batch_size,
+itself (enabled, variants, analysis_variant) and placement (device, batch_size,
 recordings_per_call, resources, pool).
 """
 

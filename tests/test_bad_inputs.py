@@ -75,8 +75,8 @@ def test_multichannel_is_averaged_to_mono(corpus, name):
 @pytest.fixture(scope="module")
 def decode_stage(tmp_path_factory) -> DecodeStage:
     """The decode stage of the default config, but with the analysis signal made from the raw audio
-    (enhance.analyse=raw), so that decode makes every signal it can."""
-    cfg = load_config(None, ["enhance.analyse=raw"])
+    (enhance.analysis_variant=raw), so that decode makes every signal it can."""
+    cfg = load_config(None, ["enhance.analysis_variant=raw"])
     assert cfg.decode.sample_rate == RATE
     run = RunContext(out_dir=str(tmp_path_factory.mktemp("decode_out")), corpus="bad", run_id="run",
                      config_hash=cfg.config_hash())

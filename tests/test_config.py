@@ -5,9 +5,14 @@ from pipeline.config import ConfigError, PipelineConfig, load_config
 
 def test_defaults_hold_the_design_thresholds():
     cfg = PipelineConfig()
-    assert cfg.diarization.cluster_merge_threshold == 0.6
+    # Kimi's thresholds for an uncalibrated embedder; CAM++ (the default) has calibrated ones.
+    kimi = load_config(None, ["diarization.embedding_model=resemblyzer"]).diarization
+    assert (kimi.merge_threshold(), kimi.reassignment_threshold()) == (0.6, 0.5)
+    assert cfg.diarization.embedding_model == "campplus"
+    assert (cfg.diarization.merge_threshold(), cfg.diarization.reassignment_threshold()) == (0.6, 0.2)
+    pinned = load_config(None, ["diarization.reassign_threshold=0.45"]).diarization
+    assert pinned.reassignment_threshold() == 0.45
     assert cfg.diarization.reassign_chunk_s == 1.5
-    assert cfg.diarization.reassign_threshold == 0.5
     assert cfg.segment.max_duration_s == 27.0
     assert cfg.segment.max_gap_s == 2.0
     assert (cfg.transcribe.zh_comma_gap_s, cfg.transcribe.zh_full_stop_gap_s) == (0.5, 1.0)
@@ -84,13 +89,13 @@ def test_cli_refuses_a_bad_override_naming_the_key(tmp_path):
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
-# The default config's hash on main before the stages owned their sections (issue 10):
-# composing the config from stage declarations must not move it, or every existing corpus
-# would be re-ingested.
-DEFAULT_CONFIG_HASH = "8d9380b7a7390fb8"
+# The default config's hash, pinned: a change that moves it re-ingests every existing corpus,
+# so it must be deliberate (issue 11 moved it: CAM++, raw analysis, the quality stage, ...),
+# and the golden file must be recorded with the same config.
+DEFAULT_CONFIG_HASH = "746aeac39e032d95"
 
 
-def test_default_config_hash_is_unchanged_by_the_refactor():
+def test_default_config_hash_is_pinned_and_the_golden_file_uses_it():
     import json
     from pathlib import Path
 
@@ -103,14 +108,16 @@ def test_default_config_hash_is_unchanged_by_the_refactor():
     "enhance.device=cuda", "enhance.recordings_per_call=16", "diarization.embedding_batch_size=64",
     "diarization.embedding_device=cuda", "language_id.cpu_threads=4", "transcribe.pool.max_size=4",
     "filters.batch_size=2", "decode.timeout_s=10", "decode.resources.num_cpus=0.5", "output.sources_per_write=1",
-    "output.write_resources.num_cpus=2", "storage.lease_ttl_s=30", "fetch.retries=9",
+    "output.write_resources.num_cpus=2", "storage.lease_ttl_s=30", "fetch.retries=9", "quality.batch_size=2",
+    "quality.cpu_threads=2",
 ])
 def test_placement_fields_do_not_change_the_hash(override):
     assert load_config(None, [override]).config_hash() == DEFAULT_CONFIG_HASH
 
 
 @pytest.mark.parametrize("override", [
-    "enhance.analyse=raw", "enhance.variants=raw", "diarization.onset=0.6", "language_id.min_probability=0.6",
+    "enhance.analysis_variant=enhanced", "enhance.variants=raw", "quality.min_dnsmos_ovrl=3.0",
+    "diarization.embedding_model=resemblyzer", "diarization.reassign_threshold=0.5", "diarization.onset=0.6", "language_id.min_probability=0.6",
     "transcribe.beam_size=2", "filters.max_compression_ratio=3", "decode.sample_rate=16000", "vad.threshold=0.4",
 ])
 def test_output_fields_change_the_hash(override):

@@ -255,13 +255,13 @@ def test_text_is_joined_in_time_order_and_nothing_kept_scores_as_all_missed():
     assert pipeline_eval.transcript_score(segments, "hello world").errors == 0
     zh = [_seg(0, 1, text="换一首"), _seg(1, 2, text="歌。")]
     assert pipeline_eval.transcript_score(zh, "换一首歌").rate == 0
-    none_kept = [_seg(0, 2, kept=False, drop_reason="shorter than 1.0 s (segment.min_duration_s)")]
+    none_kept = [_seg(0, 2, kept=False, drop_reason="segment_length: shorter than 1.0 s (segment.min_duration_s)")]
     f = pipeline_eval.score_file(none_kept, 4.0, _ann((0, 2, "A")), "hi")
     assert f["der"] == 1.0 and f["missed"] == 1.0 and f["kept_speech_recall"] == 0.0 and f["wer"] == 1.0
     assert f["purity"] is None and f["coverage"] is None  # pyannote would say 1.0 for an empty hypothesis
     t = pipeline_eval.totals({"x": {**f, "status": "done", "references": ["rttm", "txt"]}})
     assert t["recordings_without_kept"] == ["x"]
-    assert t["drops"] == {"shorter than 1.0 s (segment.min_duration_s)": {"segments": 1, "seconds": 2.0}}
+    assert t["drops"] == {"segment_length": {"segments": 1, "seconds": 2.0}}
 
 
 def test_scoring_imports_no_ray():

@@ -176,7 +176,7 @@ def test_filter_rows_mark_segments_and_keep_every_one(fasttext_lid: FastTextLang
         seg(GOOD_EN, start=0.0, end=5.0, avg_logprob=-0.2, no_speech_prob=0.01),
         seg("Thank you.", start=6.0, end=7.5),
         seg("I'm going to go to the store. " * 12, start=8.0, end=30.0, retried=True),
-        PlannedSegment(31.0, 31.5, drop_reason="shorter than 1.0 s (segment.min_duration_s)"),
+        PlannedSegment(31.0, 31.5, drop_reason="segment_length: shorter than 1.0 s (segment.min_duration_s)"),
     ]
     row = {"status": "ok", "recording_id": "r", "segments": to_rows(segments)}
     failed = {"status": "failed", "error": "decode failed", "recording_id": "bad"}
@@ -190,7 +190,7 @@ def test_filter_rows_mark_segments_and_keep_every_one(fasttext_lid: FastTextLang
     assert result[1].drop_reason.startswith("silence_phrase")
     assert result[2].drop_reason.startswith("compression_ratio") and "after a deterministic retry" in result[2].drop_reason
     assert result[2].filter_failures[:2] == ["compression_ratio", "repeated_ngram"]
-    assert result[3].drop_reason == "shorter than 1.0 s (segment.min_duration_s)"  # the first reason stays
+    assert result[3].drop_reason == "segment_length: shorter than 1.0 s (segment.min_duration_s)"  # the first reason stays
     assert result[3].filter_compression_ratio is None  # dropped earlier: not measured
     assert result[0].filter_text_lid_language == "en"
 

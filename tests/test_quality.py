@@ -84,7 +84,7 @@ def _recording(pair) -> tuple[np.ndarray, list[PlannedSegment]]:
     clean, noisy = pair
     audio = np.concatenate([noisy, clean])
     segs = [PlannedSegment(0.0, 5.0, "S0"), PlannedSegment(5.0, 10.0, "S1"),
-            PlannedSegment(1.0, 1.5, "S2", drop_reason="shorter than 1.0 s (segment.min_duration_s)")]
+            PlannedSegment(1.0, 1.5, "S2", drop_reason="segment_length: shorter than 1.0 s (segment.min_duration_s)")]
     return audio, segs
 
 

@@ -105,7 +105,7 @@ def test_finalize_merges_splits_clamps_and_drops_short_ones_in_time_order():
     cut = segs[1].end
     assert 25.0 <= cut <= 25.1
     assert [(s.start, s.end, s.speaker) for s in segs] == [(0, 10, "a"), (11, cut, "b"), (cut, 39.5, "b"), (39.2, 40.0, "c")]
-    assert [s.drop_reason for s in segs] == [None, None, None, "shorter than 1.0 s (segment.min_duration_s)"]
+    assert [s.drop_reason for s in segs] == [None, None, None, "segment_length: shorter than 1.0 s (segment.min_duration_s)"]
     assert all(s.overlap_ratio is None for s in segs)  # no overlap mask, no ratio
 
 

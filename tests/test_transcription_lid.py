@@ -95,7 +95,7 @@ def test_identify_languages_writes_the_typed_fields() -> None:
     assert b.language == "fr" and b.drop_reason.startswith("language_id: fr not in configured languages")
     assert (c.language, c.language_prob, c.language_tie_break, c.kept) == ("en", 0.3, True, True)
     assert (c.language_runner_up, c.language_runner_up_prob) == ("nn", 0.35)  # its own top language, not the one taken
-    # each segment is heard with params.context_pad_s (0.2 s) on both sides, within the recording
+    # each segment is heard with params.context_pad_s on both sides, within the recording
     assert lid.heard == [int(10.2 * 16000), int(10.4 * 16000), int(1.9 * 16000)]
     only = recording(PlannedSegment(0.0, 5.0))
     identify_languages([only], FakeLid([p(en=1.0)]), POLICY)
