@@ -236,3 +236,44 @@ def test_pairs_errors(tmp_path: Path) -> None:
     assert "a_noisy.wav" in result.output and "b_clean.wav" in result.output
     result = CliRunner().invoke(main, ["eval", "enhancement", "--pairs", str(tmp_path), "--systems", "noisy,wiener"])
     assert result.exit_code != 0 and "wiener" in result.output
+
+
+BLIND = ("enhancement", "dns3_blind_realrec")
+
+
+def test_blind_folder_and_rtf_at_rate(tmp_path: Path) -> None:
+    from evaluation.enhancement import BLIND_METRICS, evaluate_blind, find_blind, rtf_at_rate
+
+    with pytest.raises(PairsError, match="no .wav"):
+        find_blind(tmp_path)
+    first = sorted(real_clip(*BLIND).glob("*.wav"))[0]
+    (tmp_path / "a.wav").symlink_to(first)
+    (tmp_path / "notes.txt").write_text("ignored")
+    r = evaluate_blind(tmp_path, {"identity": _Identity()})
+    assert list(r["files"]) == ["a"] and list(r["files"]["a"]) == ["noisy", "identity"]
+    n, i = r["files"]["a"]["noisy"], r["files"]["a"]["identity"]
+    assert list(n) == list(BLIND_METRICS) and n["rtf"] is None and i["rtf"] >= 0.0
+    assert i["dnsmos_ovrl"] == pytest.approx(n["dnsmos_ovrl"], abs=1e-6) and 1.0 <= n["dnsmos_ovrl"] <= 5.0
+    (tmp_path / "p").mkdir()
+    pairs = _one_pair(tmp_path / "p")
+    rtf = rtf_at_rate(pairs, {"identity": _Identity()}, 48000)
+    assert list(rtf) == ["identity"] and rtf["identity"] >= 0.0
+    text = report_text({**evaluate_pairs(pairs, {"identity": _Identity()}), "blind": r, "rtf_at": {"rate": 48000, "rtf": rtf}})
+    assert "blind: mean over 1 file(s)" in text and "RTF at 48000 Hz" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_cli_several_bsrnn_models_and_bad_model_names(tmp_path: Path) -> None:
+    from enhancement_bsrnn.weights import SHIPPED
+
+    d = _one_pair(tmp_path)
+    result = CliRunner().invoke(main, ["eval", "enhancement", "--pairs", str(d), "--systems", "bsrnn",
+                                       "--model", f"a={SHIPPED}", "--model", f"b={SHIPPED}", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert list(r["mean"]) == ["bsrnn:a", "bsrnn:b"]
+    assert r["mean"]["bsrnn:a"]["si_sdr"] == pytest.approx(r["mean"]["bsrnn:b"]["si_sdr"], abs=1e-6)
+    result = CliRunner().invoke(main, ["eval", "enhancement", "--pairs", str(d), "--systems", "bsrnn",
+                                       "--model", f"a={SHIPPED}", "--model", f"a={SHIPPED}"])
+    assert result.exit_code != 0 and "distinct" in result.output

