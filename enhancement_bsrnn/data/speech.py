@@ -125,9 +125,7 @@ def build_pool(cache_dir: Path, rates: tuple[int, ...] = (16000, 48000), n_piper
     key = hashlib.sha256(json.dumps([POOL_VERSION, rates, n_piper, n_espeak, n_world, seed]).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"speech_pool_{key}.npz"
     if path.exists():
-        data = np.load(path, allow_pickle=False)
-        kinds = [str(k) for k in data["kinds"]]
-        return {r: SpeechPool(r, [data[f"r{r}_{i}"] for i in range(len(kinds))], kinds) for r in rates}
+        return _load_pools(path, rates)
 
     rng = np.random.default_rng(seed)
     texts = sentences(n_piper + n_espeak, seed)
@@ -146,17 +144,7 @@ def build_pool(cache_dir: Path, rates: tuple[int, ...] = (16000, 48000), n_piper
         base.append((f"{kind}+world", world_variant(audio, TTS_RATE, float(rng.uniform(0.6, 1.6)), float(rng.uniform(0.82, 1.22)))))
     base = [(k, _trim(a, TTS_RATE)) for k, a in base if len(a) > TTS_RATE // 2]
 
-    pools = {}
-    arrays = {}
-    for r in rates:
-        utts = [resample_poly(a, r, TTS_RATE).astype(np.float32) for _, a in base]
-        pools[r] = SpeechPool(r, utts, [k for k, _ in base])
-        arrays.update({f"r{r}_{i}": u for i, u in enumerate(utts)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, kinds=np.array([k for k, _ in base]), **arrays)
-    tmp.rename(path)
-    return pools
+    return _save_pools(path, base, TTS_RATE, rates)
 
 
 def build_kokoro_pool(cache_dir: Path, rates: tuple[int, ...], n_kokoro: int, n_world: int = 0, seed: int = 1234,
@@ -172,9 +160,7 @@ def build_kokoro_pool(cache_dir: Path, rates: tuple[int, ...], n_kokoro: int, n_
     key = hashlib.sha256(json.dumps(["kokoro", POOL_VERSION, rates, n_kokoro, n_world, seed, skip_texts]).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"kokoro_pool_{key}.npz"
     if path.exists():
-        data = np.load(path, allow_pickle=False)
-        kinds = [str(k) for k in data["kinds"]]
-        return {r: SpeechPool(r, [data[f"r{r}_{i}"] for i in range(len(kinds))], kinds) for r in rates}
+        return _load_pools(path, rates)
     if n_kokoro <= 0:
         return {r: SpeechPool(r, [], []) for r in rates}
     every = sentences(10 ** 6, seed)
@@ -187,9 +173,21 @@ def build_kokoro_pool(cache_dir: Path, rates: tuple[int, ...], n_kokoro: int, n_
         kind, audio = base[int(rng.integers(len(base)))]
         base.append((f"{kind}+world", world_variant(audio, KOKORO_RATE, float(rng.uniform(0.7, 1.4)), float(rng.uniform(0.85, 1.18)))))
     base = [(k, a) for k, a in base if len(a) > KOKORO_RATE // 2]
+    return _save_pools(path, base, KOKORO_RATE, rates)
+
+
+def _load_pools(path: Path, rates: tuple[int, ...]) -> dict[int, SpeechPool]:
+    data = np.load(path, allow_pickle=False)
+    kinds = [str(k) for k in data["kinds"]]
+    return {r: SpeechPool(r, [data[f"r{r}_{i}"] for i in range(len(kinds))], kinds) for r in rates}
+
+
+def _save_pools(path: Path, base: list[tuple[str, np.ndarray]], rate: int,
+                rates: tuple[int, ...]) -> dict[int, SpeechPool]:
+    """The (kind, audio at ``rate``) utterances at every rate of ``rates``, cached at ``path``."""
     pools, arrays = {}, {}
     for r in rates:
-        utts = [resample_poly(a, r, KOKORO_RATE).astype(np.float32) if r != KOKORO_RATE else a.astype(np.float32) for _, a in base]
+        utts = [resample_poly(a, r, rate).astype(np.float32) if r != rate else a.astype(np.float32) for _, a in base]
         pools[r] = SpeechPool(r, utts, [k for k, _ in base])
         arrays.update({f"r{r}_{i}": u for i, u in enumerate(utts)})
     path.parent.mkdir(parents=True, exist_ok=True)
