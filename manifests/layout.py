@@ -1,6 +1,7 @@
 """Where a corpus keeps its files under the output directory (a local path or an object-store URI).
 
     OUT/<corpus>/segments/run=<run_id>/part-NNNNN.parquet   visible segment shards
+    OUT/<corpus>/dialogues/run=<run_id>/part-NNNNN.parquet  visible dialogue shards (a synthesis corpus)
     OUT/<corpus>/ledger/run=<run_id>/commit-NNNNN.parquet   committed ledger rows
     OUT/<corpus>/runs/<run_id>/config.yaml, summary.json    what each run used and did
     OUT/<corpus>/_staging/run=<run_id>/...                  shards written, not yet committed
@@ -31,11 +32,18 @@ import fsspec
 from manifests.storage import Storage, as_url, filesystem, is_local_fs, is_remote, local_path
 
 
+CORPUS_KINDS = ("segments", "dialogues")
+
+
 @dataclass(frozen=True)
 class CorpusLayout:
+    """``kind``: what the corpus holds, ``segments`` (``refinery run``) or ``dialogues``
+    (``refinery synth run``); None: read off the output (a ``dialogues/`` folder or kind marker)."""
+
     out_dir: PurePath  # given as a path or URI; kept as the path on ``fs``
     corpus: str
     storage: Storage = field(default=None, repr=False, compare=False)
+    kind: str | None = field(default=None, compare=False)
     fs: fsspec.AbstractFileSystem = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +57,27 @@ class CorpusLayout:
             fs = filesystem(text)[0]
             object.__setattr__(self, "out_dir", local_path(text))
         object.__setattr__(self, "fs", fs)
+        if self.kind is None:
+            object.__setattr__(self, "kind", self.stored_kind() or "segments")
+        elif self.kind not in CORPUS_KINDS:
+            raise ValueError(f"corpus kind {self.kind!r} is not one of {', '.join(CORPUS_KINDS)}")
+
+    def stored_kind(self) -> str | None:
+        """The kind recorded in the corpus (``OUT/<corpus>/kind``), None for a new corpus. Outputs
+        written before the marker existed hold segments."""
+        try:
+            text = self.fs.cat_file(str(self.kind_path)).decode().strip()
+        except (FileNotFoundError, OSError):
+            return "segments" if self.fs.exists(str(self.ledger_dir)) else None
+        return text if text in CORPUS_KINDS else None
+
+    def claim_kind(self) -> None:
+        """Record this layout's kind in the corpus; refuse a corpus that holds the other kind."""
+        stored = self.stored_kind()
+        if stored is not None and stored != self.kind:
+            raise ValueError(f"corpus {self.corpus!r} holds {stored}, not {self.kind}: use another corpus name")
+        if not self.fs.exists(str(self.kind_path)):
+            self.write_text(self.kind_path, f"{self.kind}\n")
 
     # ---- where the output is -----------------------------------------------------------
     @property
@@ -78,6 +107,19 @@ class CorpusLayout:
         return self.root / "segments"
 
     @property
+    def dialogues_dir(self) -> PurePath:
+        return self.root / "dialogues"
+
+    @property
+    def data_dir(self) -> PurePath:
+        """Where this corpus's visible shards are: ``segments/`` or ``dialogues/``."""
+        return self.dialogues_dir if self.kind == "dialogues" else self.segments_dir
+
+    @property
+    def kind_path(self) -> PurePath:
+        return self.root / "kind"
+
+    @property
     def ledger_dir(self) -> PurePath:
         return self.root / "ledger"
 
@@ -100,7 +142,7 @@ class CorpusLayout:
         return self.staging_dir / f"run={run_id}"
 
     def shard_path(self, run_id: str, index: int) -> PurePath:
-        return self.segments_dir / f"run={run_id}" / f"part-{index:05d}.parquet"
+        return self.data_dir / f"run={run_id}" / f"part-{index:05d}.parquet"
 
     def ledger_commit_path(self, run_id: str, index: int) -> PurePath:
         return self.ledger_dir / f"run={run_id}" / f"commit-{index:05d}.parquet"

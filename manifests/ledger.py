@@ -105,7 +105,7 @@ class Ledger:
         """The visible shards: on a local output those under ``segments/`` (moved there only
         after their commit), on an object store those named by committed ledger rows."""
         if self.layout.is_local:
-            return self.layout.files(self.layout.segments_dir, "run=*/part-*.parquet")
+            return self.layout.files(self.layout.data_dir, "run=*/part-*.parquet")
         named = {p for row in self.read(["shard_paths"]).to_pylist() for p in row["shard_paths"] or []}
         return sorted(self.layout.abs(p) for p in named)
 
@@ -170,7 +170,7 @@ class Ledger:
         for tmp in list(self.layout.ledger_dir.glob("run=*/.*.tmp")) if self.layout.ledger_dir.is_dir() else []:
             tmp.unlink()
             report.discarded.append(self.layout.rel(tmp))
-        for tmp in list(self.layout.segments_dir.glob("run=*/.*.tmp")) if self.layout.segments_dir.is_dir() else []:
+        for tmp in list(self.layout.data_dir.glob("run=*/.*.tmp")) if self.layout.data_dir.is_dir() else []:
             tmp.unlink()
             report.discarded.append(self.layout.rel(tmp))
         if report.rolled_forward or report.discarded:
@@ -183,6 +183,8 @@ class Ledger:
         named = {p for row in self.read(["shard_paths"]).to_pylist() for p in row["shard_paths"] or []}
         orphans = [p for d in (self.layout.segments_dir, self.layout.staging_dir)
                    for p in self.layout.files(d) if self.layout.rel(p) not in named]
+        if self.layout.kind == "dialogues":
+            orphans += [p for p in self.layout.files(self.layout.dialogues_dir) if self.layout.rel(p) not in named]
         if orphans:
             self.layout.fs.rm([str(p) for p in orphans])
             report.discarded = [self.layout.rel(p) for p in orphans]

@@ -83,6 +83,49 @@ LEDGER_SCHEMA = pa.schema(
 
 STATUSES = ("done", "failed", "skipped")
 
+# A synthesis corpus (``refinery synth run``): one row per turn of each dialogue, system turns
+# included (text only). A synthesis ledger row is a dialogue: ``source_uri`` is ``FILE#L<line>``,
+# ``sha256`` the dialogue's content hash, ``recording_id`` its dialogue id, ``segments`` its turns,
+# ``segments_kept`` the kept spoken turns, ``kept_seconds`` their audio seconds.
+DIALOGUE_SCHEMA = pa.schema(
+    [
+        ("dialogue_id", pa.string()),
+        ("turn_index", pa.int32()),
+        ("role", pa.string()),  # system | user | assistant
+        ("text", pa.string()),  # the written text (after rewriting, when on)
+        ("spoken_text", pa.string()),  # the spoken form the TTS read (numbers, units... in words)
+        ("language", pa.string()),
+        ("audio", AUDIO_TYPE),  # FLAC; null for system turns and turns not spoken
+        ("sample_rate", pa.int32()),
+        ("duration", pa.float64()),
+        ("voice_id", pa.string()),  # the target voice (library voice or assistant voice)
+        ("tts_voice", pa.string()),  # the TTS backend's own voice that spoke before conversion
+        ("tts_backend", pa.string()),
+        ("vc_backend", pa.string()),
+        ("style", pa.string()),
+        ("seed", pa.int64()),
+        ("attempts", pa.int32()),
+        ("asr_text", pa.string()),
+        ("asr_error", pa.float64()),  # WER (en) or CER (zh) of asr_text against spoken_text
+        ("speaker_similarity", pa.float64()),  # cosine to the target voice, after conversion
+        ("speaker_similarity_before_vc", pa.float64()),  # the same for the TTS output before conversion
+        ("dnsmos_ovrl", pa.float64()),
+        ("chars_per_second", pa.float64()),
+        ("clipping_ratio", pa.float64()),
+        ("kept", pa.bool_()),
+        ("drop_reason", pa.string()),
+        ("text_reasons", pa.list_(pa.string())),  # what text preparation changed (normalised, rewritten, split)
+        ("dialogue_kept", pa.bool_()),
+        ("dialogue_form", pa.string()),  # speech (every turn spoken) | audio_to_text (user audio, assistant text)
+        ("dialogue_drop_reason", pa.string()),
+        ("source_uri", pa.string()),
+        ("corpus", pa.string()),
+        ("run_id", pa.string()),
+        ("config_hash", pa.string()),
+        ("models", pa.list_(MODEL_TYPE)),
+    ]
+)
+
 
 def _hf_feature(t: pa.DataType) -> dict:
     if t.equals(AUDIO_TYPE):
@@ -99,8 +142,13 @@ def _hf_feature(t: pa.DataType) -> dict:
     raise TypeError(f"no Hugging Face feature for Arrow type {t}")
 
 
+def with_hf_metadata(schema: pa.Schema) -> pa.Schema:
+    """``schema`` carrying `datasets` features, so its audio columns load as Audio features."""
+    features = {f.name: _hf_feature(f.type) for f in schema}
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    return schema.with_metadata(meta)
+
+
 def segment_schema_with_hf_metadata() -> pa.Schema:
     """The segment schema carrying `datasets` features, so `audio` loads as an Audio feature."""
-    features = {f.name: _hf_feature(f.type) for f in SEGMENT_SCHEMA}
-    meta = {"huggingface": json.dumps({"info": {"features": features}})}
-    return SEGMENT_SCHEMA.with_metadata(meta)
+    return with_hf_metadata(SEGMENT_SCHEMA)

@@ -14,13 +14,13 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.layout import CorpusLayout
-from manifests.schema import SEGMENT_SCHEMA, segment_schema_with_hf_metadata
+from manifests.schema import DIALOGUE_SCHEMA, SEGMENT_SCHEMA, segment_schema_with_hf_metadata, with_hf_metadata
 from manifests.storage import put_bytes
 
 
@@ -94,24 +94,32 @@ def segments_table(rows: Iterable[dict]) -> pa.Table:
     return table.replace_schema_metadata(segment_schema_with_hf_metadata().metadata)
 
 
-def write_staged_shards(rows: Sequence[dict], staging_dir: Path, limits: ShardLimits) -> list[tuple[Path, list[int]]]:
+def dialogues_table(rows: Iterable[dict]) -> pa.Table:
+    """Dialogue-turn rows (``DIALOGUE_SCHEMA``), with `datasets` features so ``audio`` loads as Audio."""
+    table = pa.Table.from_pylist(list(rows), schema=DIALOGUE_SCHEMA)
+    return table.replace_schema_metadata(with_hf_metadata(DIALOGUE_SCHEMA).metadata)
+
+
+def write_staged_shards(rows: Sequence[dict], staging_dir: Path, limits: ShardLimits,
+                        table_of: Callable[[Iterable[dict]], pa.Table] = segments_table) -> list[tuple[Path, list[int]]]:
     """Write ``rows`` into staged shards; return each shard's path and the row indices in it."""
     out: list[tuple[Path, list[int]]] = []
     for group in plan_shards(rows, limits):
         path = Path(staging_dir) / f"{uuid.uuid4().hex}.parquet"
-        write_parquet_atomic(segments_table(rows[i] for i in group), path)
+        write_parquet_atomic(table_of(rows[i] for i in group), path)
         out.append((path, group))
     return out
 
 
-def write_shards(rows: Sequence[dict], layout: CorpusLayout, run_id: str,
-                 limits: ShardLimits) -> list[tuple[PurePath, list[int]]]:
-    """Write ``rows`` into not-yet-visible shards of ``run_id``: staged locally, in place on an object store."""
+def write_shards(rows: Sequence[dict], layout: CorpusLayout, run_id: str, limits: ShardLimits,
+                 table_of: Callable[[Iterable[dict]], pa.Table] = segments_table) -> list[tuple[PurePath, list[int]]]:
+    """Write ``rows`` into not-yet-visible shards of ``run_id``: staged locally, in place on an object store.
+    ``table_of`` builds a shard's table (segment rows by default; ``dialogues_table`` for turns)."""
     if not layout.writes_in_place:
-        return write_staged_shards(rows, Path(layout.staging_run_dir(run_id)), limits)
+        return write_staged_shards(rows, Path(layout.staging_run_dir(run_id)), limits, table_of)
     out: list[tuple[PurePath, list[int]]] = []
     for group in plan_shards(rows, limits):
-        path = layout.segments_dir / f"run={run_id}" / f"part-{uuid.uuid4().hex}.parquet"
-        write_parquet(layout, segments_table(rows[i] for i in group), path)
+        path = layout.data_dir / f"run={run_id}" / f"part-{uuid.uuid4().hex}.parquet"
+        write_parquet(layout, table_of(rows[i] for i in group), path)
         out.append((path, group))
     return out

@@ -1,0 +1,1 @@
+"""Voice conversion backends behind one interface (``synthesis.vc.base.VoiceConverter``)."""
