@@ -6,7 +6,7 @@ REFINERY := $(VENV)/bin/refinery
 DEMO_OUT ?= demo_out
 BENCH_OUT ?= bench_out
 
-.PHONY: setup demo lint test bench train-enhancement clean
+.PHONY: setup demo demo-synth lint test bench train-enhancement clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,15 @@ demo: setup
 	@demo_input=$$($(PY) -c 'import pathlib, pyannote.audio.sample as s; print(pathlib.Path(s.__file__).parent / "sample.wav")'); \
 	$(REFINERY) run "$$demo_input" --corpus demo --out $(DEMO_OUT) && \
 	$(REFINERY) manifest stats $(DEMO_OUT) --corpus demo
+
+# Spoken SFT dialogues from the shipped text dialogues: a voice library from the demo's own segments
+# (user timbres), the shipped assistant voice, Kokoro / espeak-ng TTS, WORLD voice conversion, round-trip gates.
+# The demo call has crosstalk in every turn of 3-10 s: its voices allow 10% overlap (default 0).
+DEMO_VOICES_SET ?= --set voices.max_overlap_ratio=0.1 --set voices.min_dnsmos_ovrl=2.4
+demo-synth: demo
+	$(REFINERY) synth voices build $(DEMO_OUT) --corpus demo --to $(DEMO_OUT)/voices $(DEMO_VOICES_SET) && \
+	$(REFINERY) synth run examples/dialogues/demo.jsonl --corpus demo-synth --out $(DEMO_OUT) --voices $(DEMO_OUT)/voices && \
+	$(REFINERY) manifest stats $(DEMO_OUT) --corpus demo-synth
 
 # Package layering (import-linter contracts in pyproject.toml); run from the repository root.
 lint: setup

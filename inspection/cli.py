@@ -13,7 +13,8 @@ from manifests.layout import CorpusLayout, corpora
 from manifests.ledger import Ledger
 from manifests.schema import STATUSES
 from inspection.cli_export import export_cmd, report_cmd
-from inspection.stats import source_status, stats
+from inspection.dialogue_stats import all_stats
+from inspection.stats import source_status
 
 
 @click.group()
@@ -57,15 +58,23 @@ def _output(out_dir: str) -> str:
 @click.option("--corpus", help="only this corpus (default: all under OUT)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object with stable keys")
 def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
-    """Sources by status, segments, hours by language and speakers, segment lengths."""
+    """Sources by status, segments, hours by language and speakers, segment lengths.
+
+    Dialogue corpora (`refinery synth run`): dialogues by status, form and drop reason, turns,
+    kept audio by language and role, gate figures of the kept turns, voices.
+    """
     found = corpora(out_dir)
     if corpus and corpus not in found:
         raise click.ClickException(f"no corpus {corpus!r} under {out_dir} (found: {', '.join(found) or 'none'})")
-    s = stats(out_dir, corpus)
+    s = all_stats(out_dir, corpus)
     if as_json:
         click.echo(json.dumps(s, indent=1, sort_keys=True))
         return
     for name, c in s["corpora"].items():
+        if c.get("kind") == "dialogues":
+            for line in _dialogue_stats_lines(name, c):
+                click.echo(line)
+            continue
         click.echo(f"corpus {name}")
         click.echo(f"  sources      {c['sources']}: {c['sources_done']} done, {c['sources_failed']} failed, {c['sources_skipped']} skipped")
         click.echo(f"  source audio {_hours(c['source_hours'])} (done sources)")
@@ -86,8 +95,47 @@ def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
         width = max(c["segment_length_histogram"].values(), default=0) or 1
         for b, n in c["segment_length_histogram"].items():
             click.echo(f"    {b:>8} {n:6d} {'#' * round(30 * n / width)}")
-    if len(s["corpora"]) > 1:
+    if sum(c.get("kind") != "dialogues" for c in s["corpora"].values()) > 1:
         click.echo(f"total: {s['sources_done']} sources done, {s['sources_failed']} failed, {s['segments']} segments, {_hours(s['hours'])} kept")
+    d = s.get("dialogues")
+    if d and d["corpora"] > 1:
+        click.echo(f"dialogue total: {d['dialogues_done']} dialogues done, {d['dialogues_failed']} failed, "
+                   f"{d['dialogues_kept']} kept, {d['turns_kept']} turns kept, {_hours(d['hours'])} kept")
+
+
+def _figure(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _dialogue_stats_lines(name: str, c: dict) -> list[str]:
+    """The text form of one dialogue corpus's stats (``inspection.dialogue_stats``)."""
+    forms = ", ".join(f"{n} {form}" for form, n in c["dialogues_kept_by_form"].items())
+    lines = [
+        f"corpus {name} (dialogues)",
+        f"  dialogues    {c['dialogues']}: {c['dialogues_done']} done, {c['dialogues_failed']} failed, "
+        f"{c['dialogues_skipped']} skipped; {_hours(c['synthesized_hours'])} synthesized (done)",
+        f"  kept         {c['dialogues_kept']} dialogue(s): {forms}",
+    ]
+    for reason, n in c["dialogues_dropped_by_reason"].items():
+        lines.append(f"  dropped      {n} dialogue(s): {reason}")
+    lines.append(f"  turns        {c['turns']}: {c['turns_spoken']} spoken, {c['turns_kept']} kept, "
+                 f"{c['turns_dropped']} dropped")
+    for reason, n in c["turns_dropped_by_reason"].items():
+        lines.append(f"  dropped      {n} turn(s): {reason}")
+    langs = ", ".join(f"{k} {_hours(v)}" for k, v in c["hours_by_language"].items()) or "none"
+    roles = ", ".join(f"{k} {_hours(v)}" for k, v in c["hours_by_role"].items()) or "none"
+    lines += [
+        f"  kept audio   {_hours(c['hours'])} ({_hours(c['hours_in_kept_dialogues'])} in kept dialogues, as exported)",
+        f"  by language  {langs}",
+        f"  by role      {roles}",
+    ]
+    g = c["gates"]
+    asr = ", ".join(f"{k} {_figure(v)}" for k, v in g["asr_error_by_language"].items()) or "-"
+    lines.append(f"  gates        asr_error {asr}; speaker_similarity {_figure(g['speaker_similarity'])} "
+                 f"(before vc {_figure(g['speaker_similarity_before_vc'])}); dnsmos_ovrl {_figure(g['dnsmos_ovrl'], 2)}")
+    v = c["voices"]
+    lines.append(f"  voices       {v['user']} user, {v['assistant']} assistant")
+    return lines
 
 
 @manifest.command("ls")
@@ -96,9 +144,17 @@ def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="only sources with this status")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one source each")
 def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) -> None:
-    """Sources with their status across runs, and the error of failed ones."""
-    for name in [corpus] if corpus else corpora(out_dir):
-        for r in source_status(Ledger(CorpusLayout(out_dir, name)).read()):
+    """Sources with their status across runs, and the error of failed ones.
+
+    Dialogue corpora: one line per JSONL line (FILE#L<line>) with its turn count.
+    """
+    found = corpora(out_dir)
+    if corpus and corpus not in found:
+        raise click.ClickException(f"no corpus {corpus!r} under {out_dir} (found: {', '.join(found) or 'none'})")
+    for name in [corpus] if corpus else found:
+        layout = CorpusLayout(out_dir, name)
+        unit = "turn" if layout.kind == "dialogues" else "seg"
+        for r in source_status(Ledger(layout).read()):
             if status and r["status"] != status:
                 continue
             if as_json:
@@ -107,7 +163,7 @@ def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) 
             else:
                 dur = f"{r['duration_s']:8.1f}s" if r["duration_s"] is not None else "        -"
                 err = f"  {r['error']}" if r["status"] != "done" and r["error"] else ""
-                click.echo(f"{name}\t{r['status']:<7} {dur} {r['segments'] or 0:5d} seg  {r['source_uri']}{err}")
+                click.echo(f"{name}\t{r['status']:<7} {dur} {r['segments'] or 0:5d} {unit}  {r['source_uri']}{err}")
 
 
 # ---- show, query, verify, runs, diff (thin over inspection.show/query/verify/runs) -------------
@@ -207,12 +263,13 @@ def query_cmd(out_dir: str, sql: str, corpus: str | None, fmt: str, audio: bool,
 def verify_cmd(out_dir: str, corpus: str | None, no_audio: bool, as_json: bool) -> None:
     """Check shards against the ledger: readable, audio decodes, counts match, ids unique, no orphans.
 
+    Dialogue corpora: turn counts and numbering per dialogue, kept turns' audio and gate figures.
     Exits 1 and lists the problems when there are any.
     """
-    from inspection.verify import verify
+    from inspection.dialogue_verify import verify_all
 
     with _clear_errors():
-        report = verify(out_dir, corpus, decode_audio=not no_audio)
+        report = verify_all(out_dir, corpus, decode_audio=not no_audio)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

@@ -13,6 +13,8 @@ import click
 
 from inspection.export import FORMATS, VARIANTS
 
+EXPORT_FORMATS = FORMATS + ("messages",)  # messages: dialogue corpora (inspection.dialogue_export)
+
 
 @contextmanager
 def _as_click_errors():
@@ -32,26 +34,29 @@ def _hours(h: float) -> str:
 class _Progress:
     """A line on stderr at most every `every` seconds while an export runs."""
 
-    def __init__(self, every: float = 10.0) -> None:
-        self.every, self.last = every, time.monotonic()
+    def __init__(self, every: float = 10.0, unit: str = "segments") -> None:
+        self.every, self.last, self.unit = every, time.monotonic(), unit
 
     def __call__(self, segments: int, seconds: float) -> None:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            click.echo(f"  ... {segments} segments, {_hours(seconds / 3600)}", err=True)
+            click.echo(f"  ... {segments} {self.unit}, {_hours(seconds / 3600)}", err=True)
 
 
 @click.command("export")
 @click.argument("out_dir", metavar="OUT")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
               help="hf: datasets.load_from_disk; lhotse: CutSet manifests + FLAC; nemo: JSONL manifest + FLAC; "
-                   "webdataset: tar shards")
+                   "webdataset: tar shards. Dialogue corpora: messages (chat JSONL + FLAC) or hf (turn rows)")
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
               help="directory to create (must not exist or be empty; see --overwrite)")
-@click.option("--where", help="SQL condition on the `segments` view, e.g. \"language = 'en' AND duration > 3\"")
+@click.option("--where", help="SQL condition on the `segments` view, e.g. \"language = 'en' AND duration > 3\"; "
+                               "dialogue corpora: on the `dialogues` view (turn rows; messages exports each "
+                               "dialogue with a matching turn whole)")
 @click.option("--corpus", help="only this corpus (default: all under OUT)")
-@click.option("--all", "include_dropped", is_flag=True, help="include dropped segments (default: kept only)")
+@click.option("--all", "include_dropped", is_flag=True,
+              help="include dropped segments (default: kept only); dialogue corpora: hf only, every turn row")
 @click.option("--variant", type=click.Choice(list(VARIANTS)), default="raw", show_default=True,
               help="which audio: raw, or enhanced (every selected segment must have it)")
 @click.option("--shard-mb", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
@@ -64,10 +69,20 @@ def export_cmd(out_dir: str, fmt: str, dest: str, where: str | None, corpus: str
     Kept segments only unless --all; --where narrows with SQL over the segment columns.
     Each recording comes from its latest run among the rows --where selects. The export is
     assembled in a hidden directory beside --to and moved there when done.
+
+    Dialogue corpora (`refinery synth run`): --format messages writes dialogues.jsonl (one kept
+    dialogue a line, chat messages with text and audio parts) and the turns' FLAC under audio/;
+    --format hf the turn rows. Each dialogue comes from its latest run.
     """
+    from inspection.dialogue_export import export_kind
     from inspection.export import export
 
     with _as_click_errors():
+        kind, notes = export_kind(out_dir, corpus, fmt, variant)
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+        if kind == "dialogues":
+            return _export_dialogues(out_dir, dest, fmt, where, corpus, include_dropped, shard_mb, overwrite)
         r = export(out_dir, dest, fmt, where=where, corpus=corpus, include_dropped=include_dropped, variant=variant,
                    shard_mb=shard_mb, overwrite=overwrite, progress=_Progress())
     langs = ", ".join(f"{k} {_hours(v / 3600)}" for k, v in sorted(r.seconds_by_language.items()))
@@ -78,6 +93,22 @@ def export_cmd(out_dir: str, fmt: str, dest: str, where: str | None, corpus: str
     shards = [f for f in r.files if f.endswith((".tar", ".arrow"))]
     if shards:
         click.echo(f"  {len(shards)} shard(s): {shards[0]}{' ... ' + shards[-1] if len(shards) > 1 else ''}")
+
+
+def _export_dialogues(out_dir: str, dest: str, fmt: str, where: str | None, corpus: str | None,
+                      include_dropped: bool, shard_mb: float, overwrite: bool) -> None:
+    from inspection.dialogue_export import export_dialogues
+
+    r = export_dialogues(out_dir, dest, fmt, where=where, corpus=corpus, include_dropped=include_dropped,
+                         shard_mb=shard_mb, overwrite=overwrite, progress=_Progress(unit="turns"))
+    forms = ", ".join(f"{n} {form}" for form, n in sorted(r.dialogues_by_form.items()))
+    langs = ", ".join(f"{k} {_hours(v / 3600)}" for k, v in sorted(r.seconds_by_language.items())) or "no audio"
+    click.echo(f"exported {r.dialogues} dialogue(s) ({forms}), {r.turns} turn(s), {r.audio_files} with audio, "
+               f"{_hours(r.hours)} ({langs}) as {fmt} to {r.path}")
+    if r.superseded:
+        what = "dialogue(s)" if fmt == "messages" else "turn row(s)"
+        click.echo(f"  left out {r.superseded} matching {what} of earlier runs whose dialogues a later run "
+                   "synthesised again (select one run with --where \"run_id = '...'\")")
 
 
 @click.command("report")

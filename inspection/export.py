@@ -190,15 +190,22 @@ class _Writer:
 
 
 class _HfWriter(_Writer):
-    """Arrow shards in the layout of ``Dataset.save_to_disk``, written batch by batch."""
+    """Arrow shards in the layout of ``Dataset.save_to_disk``, written batch by batch.
 
-    def __init__(self, stage: Path, final: Path, shard_bytes: int) -> None:
+    ``features``: the `datasets` features of the batches' columns, in their order (default: the
+    segment columns and ``audio``); ``what``: the dataset's description."""
+
+    def __init__(self, stage: Path, final: Path, shard_bytes: int, features: dict | None = None,
+                 what: str = "audio-refinery segments") -> None:
         super().__init__(stage, final, shard_bytes)
         import datasets
 
         self._datasets = datasets
-        hf = json.loads(segment_schema_with_hf_metadata().metadata[b"huggingface"])["info"]["features"]
-        self.features = datasets.Features.from_dict({**{c: hf[c] for c in META_COLUMNS}, "audio": {"_type": "Audio"}})
+        if features is None:
+            hf = json.loads(segment_schema_with_hf_metadata().metadata[b"huggingface"])["info"]["features"]
+            features = {**{c: hf[c] for c in META_COLUMNS}, "audio": {"_type": "Audio"}}
+        self.features = datasets.Features.from_dict(features)
+        self.what = what
         self._writer = None
         self._bytes = 0
         self._shards: list[Path] = []
@@ -242,7 +249,7 @@ class _HfWriter(_Writer):
         }
         (self.stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         info = asdict(self._datasets.DatasetInfo(
-            description="audio-refinery segments (see export.json for the selection)", features=self.features))
+            description=f"{self.what} (see export.json for the selection)", features=self.features))
         (self.stage / "dataset_info.json").write_text(json.dumps({k: info[k] for k in sorted(info)}, indent=2))
         return names + ["state.json", "dataset_info.json"]
 

@@ -1,6 +1,8 @@
 """SQL over what runs wrote: DuckDB views on the segment shards, the ledger and the runs.
 
-    segments   visible shards of every (or one) corpus; audio columns only when asked for
+    segments   visible shards of every (or one) segment corpus; audio columns only when asked for
+    dialogues  visible shards of every (or one) dialogue corpus (``refinery synth run``): one
+               row per turn; ``audio`` only when asked for
     ledger     every committed ledger row
     runs       one row per run: its summary.json, completed from the ledger for runs
                that have none (killed, or still running)
@@ -28,7 +30,7 @@ import pyarrow.dataset as pads
 
 from manifests.layout import CorpusLayout, corpora
 from manifests.ledger import Ledger
-from manifests.schema import AUDIO_COLUMNS, LEDGER_SCHEMA, SEGMENT_SCHEMA
+from manifests.schema import AUDIO_COLUMNS, DIALOGUE_SCHEMA, LEDGER_SCHEMA, SEGMENT_SCHEMA
 
 RUNS_SCHEMA = pa.schema(
     [
@@ -86,11 +88,30 @@ def _dataset(layouts: list[CorpusLayout], files: list[str], schema: pa.Schema) -
     return pads.dataset(files, schema=schema, format="parquet", filesystem=layouts[0].arrow_filesystem)
 
 
-def segments_dataset(out_dir: str | Path, names: list[str], include_audio: bool = False) -> pads.Dataset:
-    """A lazy dataset over the visible shards of the named corpora (empty if there are none)."""
+def dialogue_schema(include_audio: bool = False) -> pa.Schema:
+    if include_audio:
+        return DIALOGUE_SCHEMA
+    return pa.schema([f for f in DIALOGUE_SCHEMA if f.name not in AUDIO_COLUMNS])
+
+
+def _layouts(out_dir: str | Path, names: list[str], kind: str) -> list[CorpusLayout]:
     layouts = [CorpusLayout(out_dir, name) for name in names]
+    return [layout for layout in layouts if layout.kind == kind]
+
+
+def segments_dataset(out_dir: str | Path, names: list[str], include_audio: bool = False) -> pads.Dataset:
+    """A lazy dataset over the visible shards of the named segment corpora (empty if there are none);
+    dialogue corpora among ``names`` are left out (see ``dialogues_dataset``)."""
+    layouts = _layouts(out_dir, names, "segments")
     files = [str(p) for layout in layouts for p in shard_files(layout)]
     return _dataset(layouts, files, segment_schema(include_audio))
+
+
+def dialogues_dataset(out_dir: str | Path, names: list[str], include_audio: bool = False) -> pads.Dataset:
+    """A lazy dataset over the visible turn shards of the named dialogue corpora (empty if there are none)."""
+    layouts = _layouts(out_dir, names, "dialogues")
+    files = [str(p) for layout in layouts for p in shard_files(layout)]
+    return _dataset(layouts, files, dialogue_schema(include_audio))
 
 
 def ledger_dataset(out_dir: str | Path, names: list[str]) -> pads.Dataset:
@@ -179,15 +200,16 @@ def runs_table(out_dir: str | Path, names: list[str]) -> pa.Table:
 
 
 def open_views(out_dir: str | Path, corpus: str | None = None, include_audio: bool = False) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views `segments`, `ledger` and `runs`.
+    """An in-memory DuckDB connection with views `segments`, `dialogues`, `ledger` and `runs`.
 
-    `segments` leaves out `audio` and `audio_enhanced` unless include_audio. Raises
+    `segments` leaves out `audio` and `audio_enhanced`, `dialogues` its `audio`, unless include_audio. Raises
     ManifestError when OUT holds no corpus, or not the one named.
     """
     names = select_corpora(out_dir, corpus)
     con = duckdb.connect(":memory:")
     # register() keeps a reference to each object for the connection's lifetime; scans stay lazy
     con.register("segments", segments_dataset(out_dir, names, include_audio))
+    con.register("dialogues", dialogues_dataset(out_dir, names, include_audio))
     con.register("ledger", ledger_dataset(out_dir, names))
     con.register("runs", runs_table(out_dir, names))
     return con

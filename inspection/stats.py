@@ -131,8 +131,11 @@ _SUM_KEYS = ("sources", "sources_done", "sources_failed", "sources_skipped", "so
 
 
 def stats(out_dir: Path | str, corpus: str | None = None) -> dict:
-    """Totals over the selected corpora (all under OUT by default), and each corpus."""
+    """Totals over the selected segment corpora (all under OUT by default), and each corpus.
+
+    Dialogue corpora are left out: ``inspection.dialogue_stats.all_stats`` adds them."""
     names = [corpus] if corpus else corpora(out_dir)
+    names = [name for name in names if CorpusLayout(out_dir, name).kind != "dialogues"]
     per = {name: corpus_stats(out_dir, name) for name in names}
     total: dict = {k: sum(p[k] for p in per.values()) for k in _SUM_KEYS}
     langs: dict[str, float] = defaultdict(float)

@@ -17,6 +17,9 @@ For each corpus:
 
 Shards stream in small batches, one audio cell decoded at a time; the uniqueness check
 is one DuckDB aggregate over the id columns (DuckDB spills to disk when it must).
+
+Dialogue corpora (``refinery synth run``) are checked by ``inspection.dialogue_verify``,
+which reuses the report, the FLAC check and the file checks here.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class VerifyReport:
     problem_count: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # dialogue corpora (inspection.dialogue_verify): turn rows and ledger lines checked
+    dialogue_corpora: list[str] = field(default_factory=list)
+    turns: int = 0
+    dialogues: int = 0
 
     @property
     def ok(self) -> bool:
@@ -68,9 +75,18 @@ class VerifyReport:
         if len(self.problems) < MAX_LISTED:
             self.problems.append(text)
 
+    def _counts(self) -> str:
+        segments = len(self.corpora) > len(self.dialogue_corpora) or not self.dialogue_corpora
+        parts = [f"{self.shards} shards"]
+        parts += [f"{self.segments} segments"] if segments else []
+        parts += [f"{self.turns} turns"] if self.dialogue_corpora else []
+        parts.append(f"{self.audio_cells} audio cells")
+        parts += [f"{self.sources} sources"] if segments else []
+        parts += [f"{self.dialogues} dialogue lines"] if self.dialogue_corpora else []
+        return f"{', '.join(parts)} in {len(self.corpora)} corpus(es)"
+
     def describe(self) -> str:
-        counts = (f"{self.shards} shards, {self.segments} segments, {self.audio_cells} audio cells, "
-                  f"{self.sources} sources in {len(self.corpora)} corpus(es)")
+        counts = self._counts()
         if self.ok:
             return f"ok: {counts}"
         lines = [f"{self.problem_count} problem(s) in {counts}:"]
@@ -82,7 +98,9 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "corpora": self.corpora, "shards": self.shards, "segments": self.segments,
                 "audio_cells": self.audio_cells, "sources": self.sources, "problem_count": self.problem_count,
-                "problems": self.problems, "notes": self.notes}
+                "problems": self.problems, "notes": self.notes,
+                **({"dialogue_corpora": self.dialogue_corpora, "turns": self.turns, "dialogues": self.dialogues}
+                   if self.dialogue_corpora else {})}
 
 
 # ---- audio cells ---------------------------------------------------------------------------
@@ -107,8 +125,10 @@ def _pcm_md5(samples: np.ndarray, bits: int) -> bytes:
     return hashlib.md5(shifted.reshape(-1, 1).view(np.uint8).reshape(-1, 4)[:, :width].tobytes()).digest()
 
 
-def check_flac(data: bytes | None, sample_rate: int | None, duration: float | None) -> str | None:
-    """Why an audio cell is bad, or None when it decodes to the row's rate and length."""
+def check_flac(data: bytes | None, sample_rate: int | None, duration: float | None,
+               tolerance_s: float | None = None) -> str | None:
+    """Why an audio cell is bad, or None when it decodes to the row's rate and length (within one
+    frame plus 0.5 ms, or within ``tolerance_s`` seconds when given)."""
     if data is None:
         return "has no bytes"
     info = _streaminfo(data)
@@ -124,7 +144,7 @@ def check_flac(data: bytes | None, sample_rate: int | None, duration: float | No
     if info["frames"] and frames != info["frames"]:
         return f"decodes to {frames} frames, its header says {info['frames']}"
     if duration is not None:
-        tolerance = 1 + 0.0005 * rate
+        tolerance = 1 + 0.0005 * rate if tolerance_s is None else tolerance_s * rate
         if abs(frames - duration * rate) > tolerance:
             return f"holds {frames / rate:.4f} s ({frames} frames), the row's duration is {duration:.3f} s"
     if any(info["md5"]) and _pcm_md5(samples, info["bits"]) != info["md5"]:
@@ -168,9 +188,10 @@ def lock_holder(layout: CorpusLayout) -> str | None:
         os.close(fd)
 
 
-def _schema_problem(schema) -> str | None:
+def _schema_problem(schema, want: pa.Schema | None = None) -> str | None:
+    """What ``schema`` lacks of ``want`` (the segment columns by default)."""
     wrong = []
-    for f in segment_schema(include_audio=True):
+    for f in want if want is not None else segment_schema(include_audio=True):
         i = schema.get_field_index(f.name)
         if i < 0:
             wrong.append(f"{f.name} missing")
@@ -180,8 +201,10 @@ def _schema_problem(schema) -> str | None:
 
 
 def verify(out_dir: str | Path, corpus: str | None = None, decode_audio: bool = True) -> VerifyReport:
-    """Check every corpus under OUT (or the one named); ManifestError when there is none."""
-    report = VerifyReport(corpora=select_corpora(out_dir, corpus))
+    """Check every segment corpus under OUT (or the one named); ManifestError when there is none.
+    Dialogue corpora are left out: ``inspection.dialogue_verify.verify_all`` checks both kinds."""
+    names = select_corpora(out_dir, corpus)
+    report = VerifyReport(corpora=[n for n in names if CorpusLayout(out_dir, n).kind != "dialogues"])
     for name in report.corpora:
         verify_corpus(out_dir, name, report, decode_audio)
     return report
@@ -210,37 +233,7 @@ def verify_corpus(out_dir: str | Path, corpus: str, report: VerifyReport, decode
         staged_committed.update(zip(r["staged_paths"] or [], r["shard_paths"] or []))
     report.sources += len({r["source_uri"] for r in ledger})
 
-    # files: named but missing, orphans, leftovers
-    present = {layout.rel(p) for p in layout.files(layout.segments_dir)}
-    for rel in sorted(named):
-        if rel not in present:
-            staged = next((s for s, f in staged_committed.items() if f == rel), None)
-            if holder and staged and layout.exists(layout.abs(staged)):
-                report.notes.append(f"{corpus}: shard {rel} is being moved into place by the running run")
-                continue
-            srcs = ", ".join(sorted(u for _, u in named[rel])[:3])
-            report.problem(f"{corpus}: shard {rel} is missing; the ledger names it for {len(named[rel])} source(s) ({srcs})")
-    for rel in sorted(present - set(named)):
-        name = rel.rsplit("/", 1)[-1]
-        if name.startswith(".") and name.endswith(".tmp"):
-            if not holder:
-                report.problem(f"{corpus}: temporary file {rel} left by an interrupted run (the next run removes it)")
-        elif holder and not layout.is_local:
-            continue  # written in place by the running run, not committed yet
-        else:
-            report.problem(f"{corpus}: orphan file {rel}: no committed ledger row names it")
-    if not holder:
-        for path in layout.files(layout.staging_dir):
-            rel = layout.rel(path)
-            if rel in staged_committed:
-                report.problem(f"{corpus}: committed shard {rel} is still in _staging (an interrupted run; "
-                               f"the next run moves it to {staged_committed[rel]})")
-            else:
-                report.problem(f"{corpus}: uncommitted file {rel} left in _staging by an interrupted run "
-                               f"(the next run removes it)")
-        for path in layout.files(layout.ledger_dir):
-            if PurePath(path).name.startswith(".") and PurePath(path).name.endswith(".tmp"):
-                report.problem(f"{corpus}: temporary ledger file {layout.rel(path)} left by an interrupted run")
+    present = check_files(layout, report, holder, named, staged_committed)
 
     # shards, one at a time
     found: Counter = Counter()  # (run_id, source_uri) -> rows
@@ -267,6 +260,44 @@ def verify_corpus(out_dir: str | Path, corpus: str, report: VerifyReport, decode
                            f"the shards hold {got}")
 
     _check_unique_ids(layout, readable, report)
+
+
+def check_files(layout: CorpusLayout, report: VerifyReport, holder: str | None, named: dict[str, set],
+                staged_committed: dict[str, str]) -> set[str]:
+    """Shards the ledger names but that are missing, orphans under the data directory
+    (``segments/`` or ``dialogues/``), leftovers in _staging and temporary files; the shards present
+    (relative paths). ``named``: shard -> the (run_id, source_uri) rows naming it."""
+    present = {layout.rel(p) for p in layout.files(layout.data_dir)}
+    for rel in sorted(named):
+        if rel not in present:
+            staged = next((s for s, f in staged_committed.items() if f == rel), None)
+            if holder and staged and layout.exists(layout.abs(staged)):
+                report.notes.append(f"{layout.corpus}: shard {rel} is being moved into place by the running run")
+                continue
+            srcs = ", ".join(sorted(u for _, u in named[rel])[:3])
+            report.problem(f"{layout.corpus}: shard {rel} is missing; the ledger names it for {len(named[rel])} source(s) ({srcs})")
+    for rel in sorted(present - set(named)):
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith(".") and name.endswith(".tmp"):
+            if not holder:
+                report.problem(f"{layout.corpus}: temporary file {rel} left by an interrupted run (the next run removes it)")
+        elif holder and not layout.is_local:
+            continue  # written in place by the running run, not committed yet
+        else:
+            report.problem(f"{layout.corpus}: orphan file {rel}: no committed ledger row names it")
+    if not holder:
+        for path in layout.files(layout.staging_dir):
+            rel = layout.rel(path)
+            if rel in staged_committed:
+                report.problem(f"{layout.corpus}: committed shard {rel} is still in _staging (an interrupted run; "
+                               f"the next run moves it to {staged_committed[rel]})")
+            else:
+                report.problem(f"{layout.corpus}: uncommitted file {rel} left in _staging by an interrupted run "
+                               f"(the next run removes it)")
+        for path in layout.files(layout.ledger_dir):
+            if PurePath(path).name.startswith(".") and PurePath(path).name.endswith(".tmp"):
+                report.problem(f"{layout.corpus}: temporary ledger file {layout.rel(path)} left by an interrupted run")
+    return present
 
 
 def _check_shard(fh, where: str, run_id: str, corpus: str, naming: set[tuple[str, str]], found: Counter,

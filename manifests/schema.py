@@ -101,7 +101,8 @@ DIALOGUE_SCHEMA = pa.schema(
         ("voice_id", pa.string()),  # the target voice (library voice or assistant voice)
         ("tts_voice", pa.string()),  # the TTS backend's own voice that spoke before conversion
         ("tts_backend", pa.string()),
-        ("vc_backend", pa.string()),
+        ("vc_backend", pa.string()),  # none: not converted (no target, or the conversion was not used)
+        ("vc_note", pa.string()),  # why a conversion was not used
         ("style", pa.string()),
         ("seed", pa.int64()),
         ("attempts", pa.int32()),
@@ -152,3 +153,12 @@ def with_hf_metadata(schema: pa.Schema) -> pa.Schema:
 def segment_schema_with_hf_metadata() -> pa.Schema:
     """The segment schema carrying `datasets` features, so `audio` loads as an Audio feature."""
     return with_hf_metadata(SEGMENT_SCHEMA)
+
+# The fields of one turn as it travels between the synthesis stages (a list<struct> column
+# ``turns``): the per-turn columns of ``DIALOGUE_SCHEMA``, audio as bare FLAC bytes.
+TURN_COLUMNS = ("turn_index", "role", "text", "spoken_text", "language", "audio", "duration", "voice_id", "tts_voice",
+                "tts_backend", "vc_backend", "vc_note", "style", "seed", "attempts", "asr_text", "asr_error",
+                "speaker_similarity", "speaker_similarity_before_vc", "dnsmos_ovrl", "chars_per_second",
+                "clipping_ratio", "kept", "drop_reason", "text_reasons")
+TURN_TYPE = pa.struct([(name, pa.binary() if name == "audio" else DIALOGUE_SCHEMA.field(name).type)
+                       for name in TURN_COLUMNS])

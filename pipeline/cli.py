@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -12,14 +11,9 @@ from evaluation.cli import eval_group
 from inspection.cli import manifest
 from manifests.lock import CorpusLocked
 from pipeline.config import ConfigError, load_config
+from pipeline.progress import setup_logging as _setup_logging
+from pipeline.synth_cli import synth_group
 from sources.discovery import InputError
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("ray", "filelock", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,6 +103,7 @@ def config_show(config_path, overrides) -> None:
 main.add_command(manifest)
 main.add_command(eval_group)
 main.add_command(enhance_group)
+main.add_command(synth_group)
 
 if __name__ == "__main__":
     main()

@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from manifests.params import Params
 from manifests.storage import StorageConfig
-from pipeline.stage_order import PIPELINE, PRE_GRAPH
+from pipeline.stage_order import PIPELINE, PRE_GRAPH, SYNTHESIS
 from sources.fetch import FetchConfig
 from stages.base import Section
+from synthesis.voices.library import VoiceLibraryParams
 
 
 class RayConfig(Section):
@@ -49,10 +51,10 @@ class RayConfig(Section):
                                  "are passed on once a block reaches it (small: each recording streams on alone)")
 
 
-def _stage_sections() -> dict[str, type[BaseModel]]:
+def _stage_sections(stages: tuple = PRE_GRAPH + PIPELINE) -> dict[str, type[BaseModel]]:
     """Every section the stages declare, in pipeline order; one type per key."""
     out: dict[str, type[BaseModel]] = {}
-    for stage in PRE_GRAPH + PIPELINE:
+    for stage in stages:
         for key, section in stage.sections.items():
             if out.setdefault(key, section) is not section:
                 raise TypeError(f"config section {key!r} is declared as {out[key].__name__} and {section.__name__}")
@@ -64,9 +66,15 @@ class _PipelineBase(Params):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    def config_hash(self) -> str:
-        """Stable 16-hex-digit hash of the output-changing part of the config."""
-        payload = {key: getattr(self, key).hashed() for key in type(self).model_fields if key not in RUNTIME_SECTIONS}
+    runtime_sections: ClassVar[frozenset[str]] = frozenset()
+
+    def config_hash(self, inputs: dict[str, str] | None = None) -> str:
+        """Stable 16-hex-digit hash of the output-changing part of the config, and of ``inputs``
+        (content hashes of what the run reads besides its sources, e.g. a voice library)."""
+        payload: dict[str, Any] = {key: getattr(self, key).hashed() for key in type(self).model_fields
+                                   if key not in self.runtime_sections}
+        if inputs:
+            payload["_inputs"] = dict(sorted(inputs.items()))
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -81,6 +89,24 @@ PipelineConfig = create_model(
     **{key: (section, Field(default_factory=section)) for key, section in _SECTIONS.items()},
 )
 PipelineConfig.__doc__ = "The composed config of a run: one section per key the stages declare, plus ray/fetch/storage."
+PipelineConfig.runtime_sections = RUNTIME_SECTIONS
+
+
+class VoicesSection(VoiceLibraryParams, Section):
+    """`refinery synth voices build`: which segments become voice-library prompts."""
+
+
+# `refinery synth run`: what a run synthesises never depends on where it runs, nor on how the
+# voice library was selected (the library's content is hashed instead: ``config_hash(inputs=)``).
+SYNTH_RUNTIME_SECTIONS = frozenset({"ray", "storage", "voices"})
+_SYNTH_SECTIONS = {**_stage_sections(SYNTHESIS), "voices": VoicesSection, "ray": RayConfig}
+_SYNTH_SECTIONS["storage"] = _SYNTH_SECTIONS.pop("storage", StorageConfig)
+SynthConfig = create_model(
+    "SynthConfig", __base__=_PipelineBase,
+    **{key: (section, Field(default_factory=section)) for key, section in _SYNTH_SECTIONS.items()},
+)
+SynthConfig.__doc__ = "The composed config of a synthesis run: the synthesis stages' sections, voices, ray, storage."
+SynthConfig.runtime_sections = SYNTH_RUNTIME_SECTIONS
 
 
 class ConfigError(ValueError):
@@ -119,13 +145,24 @@ def _explain(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown config key {key!r}")
         else:
-            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(_redact(f"{key}: {err['msg']} (got {err.get('input')!r})"))
     return "; ".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
-    tree = PipelineConfig().model_dump(mode="json")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@")
+
+
+def _redact(text: str) -> str:
+    """No credentials of a URL (``scheme://user:password@host``) in a message."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                model: type[_PipelineBase] | None = None) -> Any:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides. ``model``:
+    ``PipelineConfig`` (default, ``refinery run``) or ``SynthConfig`` (``refinery synth``)."""
+    PipelineConfig_ = model or PipelineConfig
+    tree = PipelineConfig_().model_dump(mode="json")
     if path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
@@ -136,14 +173,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
         try:
-            tree = PipelineConfig.model_validate(_deep_merge(tree, loaded)).model_dump(mode="json")
+            tree = PipelineConfig_.model_validate(_deep_merge(tree, loaded)).model_dump(mode="json")
         except ValidationError as exc:
             raise ConfigError(f"{path}: {_explain(exc)}") from None
     for item in overrides:
         keys, value = parse_override(item)
         _set_path(tree, keys, value)
     try:
-        return PipelineConfig.model_validate(tree)
+        return PipelineConfig_.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 import ray
 
 from manifests.planned_segment import MODELS_TYPE, SEGMENTS_TYPE
+from manifests.schema import TURN_TYPE
 from stages.base import ActorPool, Placement, RunContext, Stage
 
 log = logging.getLogger("refinery")
@@ -41,6 +42,10 @@ ROW_TYPES: dict[str, pa.DataType] = {
     "error": pa.string(),
     "warning": pa.string(),
     "stage_seconds": pa.list_(pa.struct([("stage", pa.string()), ("seconds", pa.float64())])),
+    "turns": pa.list_(TURN_TYPE),  # synthesis: the turns of a dialogue
+    "dialogue_kept": pa.bool_(),
+    "dialogue_form": pa.string(),
+    "dialogue_drop_reason": pa.string(),
 }
 # Rides through every stage: the busy seconds each stage spent per row, summed per run.
 TIMING_FIELD = "stage_seconds"

@@ -12,6 +12,14 @@ import time
 log = logging.getLogger("refinery")
 
 
+def setup_logging(verbose: bool) -> None:
+    """What a command tells its user on stderr: our log lines, not the libraries' chatter."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("ray", "filelock", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 class RunProgress:
     def __init__(self, interval_s: float = 10.0, live: bool | None = None) -> None:
         self.interval_s = interval_s

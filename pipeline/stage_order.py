@@ -14,6 +14,9 @@ from stages.enhance import EnhanceStage
 from stages.fingerprint import FingerprintStage
 from stages.language_id import LanguageIdStage
 from stages.quality import QualityStage
+from stages.synth_prepare import SynthPrepareStage
+from stages.synth_speak import SynthSpeakStage
+from stages.synth_write import SynthWriteStage
 from stages.text_filter import TextFilterStage
 from stages.transcribe import TranscribeStage
 from stages.vad_segment import VadSegmentStage
@@ -33,3 +36,10 @@ PIPELINE: tuple[type[Stage], ...] = (
 
 # Runs before the graph, over every discovered source (content hashes for the ledger plan).
 PRE_GRAPH: tuple[type[Stage], ...] = (FingerprintStage,)
+
+# `refinery synth run`: dialogues in, spoken dialogue shards out (the same graph, ledger and lock).
+SYNTHESIS: tuple[type[Stage], ...] = (
+    SynthPrepareStage,
+    SynthSpeakStage,
+    SynthWriteStage,
+)

@@ -50,6 +50,11 @@ class Dialogue:
     def content_hash(self) -> str:
         return hashlib.sha256(self.canonical().encode("utf-8")).hexdigest()
 
+    @classmethod
+    def from_canonical(cls, text: str, form: str = "messages", source_id: str | None = None) -> "Dialogue":
+        """The dialogue ``canonical()`` wrote (how a dialogue travels between stages)."""
+        return cls(tuple(Turn(role, body) for role, body in json.loads(text)), form, source_id)  # type: ignore[arg-type]
+
 
 def dialogue_id(content_hash: str) -> str:
     """The id of a dialogue in the shards: short, stable, from its content."""
