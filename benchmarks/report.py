@@ -64,6 +64,9 @@ def _cpu_model() -> str | None:
 UNITS = (  # key suffix -> unit shown in the table, longest first
     ("_audio_s_per_wall_s", "audio s / wall s"),
     ("_s_per_audio_h", "s / audio h"),
+    ("_s_per_spoken_s", "s / spoken s"),
+    ("_s_per_spoken_h", "s / spoken h"),
+    ("_rtf", "RTF (s / audio s)"),
     ("_mib", "MiB"),
     ("_hz", "Hz"),
     ("_s", "s"),

@@ -1,14 +1,16 @@
 """Who speaks what, and whether the result ships: one prepared dialogue -> its spoken turns.
 
-- **User turns**: the TTS voice drawn for the dialogue speaks, then (with ``convert_user``) voice
-  conversion moves it to one voice-library speaker drawn per dialogue (seeded by the dialogue and
-  ``seed``), so user timbres come from real people of our corpus. Without a voice library the
-  TTS voice itself is the user's voice and no similarity is measured.
+- **User turns**: a TTS voice speaks, then (with ``convert_user``) voice conversion moves it to a
+  voice-library speaker drawn per dialogue, so user timbres come from real people of our corpus.
+  Each try of the dialogue's first user turn draws a new TTS voice and library voice; once a user
+  turn is kept, the user keeps that pair for the rest of the dialogue. Without a voice library
+  the TTS voice itself is the user's voice and no similarity is measured.
 - **Assistant turns**: one fixed TTS voice speaks, then conversion moves it to the one assistant
-  voice (its reference recording for the turn's style).
+  voice (its reference recording for the configured style).
 - Every spoken turn passes the round-trip gates (``synthesis.gates``); a turn that fails is tried
-  again with a new seed and TTS voice, up to ``gates.max_attempts`` tries, then dropped with the
-  reason of its last try.
+  again (a new seed; for a first user turn also new voices), up to ``gates.max_attempts`` tries,
+  then dropped with the reason of its last try. A conversion that lowers the similarity to the
+  target (``gates.min_vc_gain``) is not used: the turn ships as the TTS spoke it, and says why.
 - **What ships**: a dialogue whose user turns are all kept and whose assistant turns are all kept
   ships as ``speech``. If a user turn cannot be spoken (text filter or gates) the dialogue is
   dropped, and nothing after that turn is synthesised. If only assistant turns cannot be spoken,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pydantic import Field
 
@@ -64,6 +67,7 @@ class SpokenTurn:
     tts_backend: str | None = None
     vc_backend: str | None = None
     vc_note: str | None = None  # why a conversion was not used
+    target: VoiceReference | None = field(default=None, repr=False)
     style: str | None = None
     seed: int | None = None
     attempts: int = 0
@@ -97,7 +101,7 @@ class DialogueSpeaker:
 
     # ---- one dialogue ------------------------------------------------------------------
     def speak(self, key: str, prepared: PreparedDialogue) -> SpokenDialogue:
-        turns = [SpokenTurn(t) for t in prepared.turns]
+        turns = [SpokenTurn(t, drop_reason=t.drop_reason) for t in prepared.turns]
         if prepared.drop_reason:
             return self._dropped(turns, prepared.drop_reason, "dialogue dropped before speaking")
         for s in turns:
@@ -112,7 +116,9 @@ class DialogueSpeaker:
         text_only = bool(unspeakable)  # the assistant will ship as text: do not synthesise it
         form_reason = (f"assistant_turn: turn {unspeakable[0].turn.index} {unspeakable[0].turn.drop_reason}"
                        if text_only else None)
-        user_target = self._user_target(key, prepared)
+        user_language = next((t.language for t in prepared.turns if t.role == "user" and t.language), "en")
+        user_voice: tuple[str, VoiceReference | None] | None = None  # fixed by the first kept user turn
+        assistant_target = self.assistant.reference(self.params.assistant_style) if self.assistant else None
         for s in turns:
             t = s.turn
             if t.role == "system":
@@ -122,15 +128,28 @@ class DialogueSpeaker:
                 s.drop_reason = t.drop_reason or f"not spoken: the dialogue ships as audio_to_text ({form_reason})"
                 continue
             if t.role == "user":
-                self._speak_turn(key, s, user_target, self.params.convert_user)
+                tts = self.tts.for_language(t.language)
+                if user_voice is None:  # each try of the first user turn draws a new TTS voice and library voice
+                    def choose(k: int, tts=tts) -> tuple[str, VoiceReference | None]:
+                        return (tts.voice_for(derive_seed(self.params.seed, key, "user-tts", k)),
+                                self._user_target(key, user_language, k))
+                else:  # later turns keep the user's voice; a retry changes only the seed
+                    fixed = user_voice
+
+                    def choose(k: int) -> tuple[str, VoiceReference | None]:
+                        return fixed
+                self._speak_turn(key, s, choose, self.params.convert_user)
+                if s.kept and user_voice is None:
+                    user_voice = (s.tts_voice, s.target)
                 if not s.kept:
                     reason = f"user_turn: turn {t.index} {s.drop_reason}"
                     for later in turns[t.index + 1:]:
                         later.drop_reason = later.drop_reason or f"not spoken: {reason}"
                     return SpokenDialogue(turns, False, None, reason, self._models())
-            else:
-                target = self.assistant.reference(self.params.assistant_style) if self.assistant else None
-                self._speak_turn(key, s, target, self.params.convert_assistant)
+            else:  # one TTS voice and one target for every assistant turn; a retry changes only the seed
+                voice = self.tts.for_language(t.language).voice_for(derive_seed(self.params.assistant_tts_seed,
+                                                                                "assistant-tts"))
+                self._speak_turn(key, s, lambda k, v=voice: (v, assistant_target), self.params.convert_assistant)
                 if not s.kept:
                     form_reason = f"assistant_turn: turn {t.index} {s.drop_reason}"
                     if not self.params.audio_to_text:
@@ -150,29 +169,28 @@ class DialogueSpeaker:
                 s.drop_reason = s.turn.drop_reason or f"not spoken: {note}"
         return SpokenDialogue(turns, False, None, reason, self._models())
 
-    def _user_target(self, key: str, prepared: PreparedDialogue) -> VoiceReference | None:
+    def _user_target(self, key: str, language: str, attempt: int) -> VoiceReference | None:
         if not self.voices:
             return None
         from synthesis.voices.library import pick_voice
 
-        language = next((t.language for t in prepared.turns if t.role == "user" and t.language), "en")
-        return pick_voice(self.voices, language, derive_seed(self.params.seed, key, "user-voice"))
+        return pick_voice(self.voices, language, derive_seed(self.params.seed, key, "user-voice", attempt))
 
     # ---- one turn, with retries --------------------------------------------------------
-    def _speak_turn(self, key: str, s: SpokenTurn, target: VoiceReference | None, convert: bool) -> None:
+    def _speak_turn(self, key: str, s: SpokenTurn,
+                    choose: Callable[[int], tuple[str, VoiceReference | None]], convert: bool) -> None:
+        """Try ``gates.max_attempts`` times; ``choose(k)`` gives try k's TTS voice and target voice."""
         t = s.turn
         tts = self.tts.for_language(t.language)
-        converter = self.vc if convert and target is not None else None
-        role_seed = (derive_seed(self.params.seed, key, "user-tts") if t.role == "user"
-                     else derive_seed(self.params.assistant_tts_seed, "assistant-tts"))
-        s.voice_id = target.voice_id if target is not None else None
-        s.style = _style_of(target) if t.role == "assistant" else None
         s.tts_backend = tts.name
         reason = None
         for attempt in range(self.gate_params.max_attempts):
             seed = derive_seed(self.params.seed, key, t.index, attempt)
-            voice = tts.voice_for(role_seed if attempt == 0 else seed)
-            s.attempts, s.seed, s.tts_voice = attempt + 1, seed, voice
+            voice, target = choose(attempt)
+            converter = self.vc if convert and target is not None else None
+            s.attempts, s.seed, s.tts_voice, s.target = attempt + 1, seed, voice, target
+            s.voice_id = target.voice_id if target is not None else voice
+            s.style = _style_of(target) if t.role == "assistant" else None
             try:
                 raw = tts.synthesize(t.spoken_text, t.language, voice=voice, style=_tts_style(s.style), seed=seed,
                                      prompt=target)
@@ -180,8 +198,6 @@ class DialogueSpeaker:
             except (TtsError, VcError) as exc:
                 reason = f"{'tts' if isinstance(exc, TtsError) else 'vc'}: {exc}"
                 continue
-            if s.voice_id is None:
-                s.voice_id = voice
             s.speech, s.vc_backend, s.vc_note = final, converter.name if converter is not None else "none", None
             s.figures = self.gates.measure(t.spoken_text, t.language, final, raw, target, converter is not None,
                                            written=t.text)

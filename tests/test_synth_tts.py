@@ -317,7 +317,7 @@ def test_zero_shot_needs_a_prompt():
 
 
 def test_tts_params_are_closed_and_checked():
-    assert TtsParams().en_backend == "kokoro" and TtsParams().zh_backend == "espeak-ng"
+    assert TtsParams().en_backend == "kokoro" and TtsParams().zh_backend == "kokoro"
     with pytest.raises(ValueError):
         TtsParams(unknown=1)
     with pytest.raises(ValueError):
