@@ -21,7 +21,9 @@ def setup_logging(verbose: bool) -> None:
 
 
 class RunProgress:
-    def __init__(self, interval_s: float = 10.0, live: bool | None = None) -> None:
+    def __init__(self, interval_s: float = 10.0, live: bool | None = None, items: str = "sources",
+                 parts: str = "segments") -> None:
+        self.items, self.parts = items, parts  # what a run counts: sources/segments, dialogues/turns
         self.interval_s = interval_s
         self.live = sys.stderr.isatty() if live is None else live
         self.total = 0
@@ -53,7 +55,7 @@ class RunProgress:
 
     def describe(self) -> str:
         speed = self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        return (f"{self.done} done, {self.failed} failed, {self.segments} segments, "
+        return (f"{self.done} done, {self.failed} failed, {self.segments} {self.parts}, "
                 f"{self.audio_s / 3600:.2f} h audio, {speed:.1f} s audio/s")
 
     def source_finished(self, status: str, audio_s: float | None, segments: int) -> None:
@@ -67,7 +69,7 @@ class RunProgress:
             self._bar.update(self._task, completed=self.done + self.failed, stats=self.describe())
         elif time.monotonic() - self._last_line >= self.interval_s or self.done + self.failed == self.total:
             self._last_line = time.monotonic()
-            log.info("progress: %d/%d sources; %s", self.done + self.failed, self.total, self.describe())
+            log.info("progress: %d/%d %s; %s", self.done + self.failed, self.total, self.items, self.describe())
 
     def close(self) -> None:
         if self._bar is not None:

@@ -101,7 +101,7 @@ def run_synthesis(inputs: list[str], corpus: str, out_dir: str | Path, cfg, *, r
     config_hash = cfg.config_hash(inputs=voices_fingerprint(cfg))
     summary = SynthSummary(run_id=run_id, corpus=corpus, out_dir=out_dir, config_hash=config_hash,
                            dialogues=len(sources))
-    progress = progress or RunProgress()
+    progress = progress or RunProgress(items="dialogues", parts="turns")
     with lock_corpus(layout, run_id, ttl_s=cfg.storage.lease_ttl_s) as lock:
         layout.claim_kind()
         ledger = Ledger(layout, fence=lock.check)
