@@ -212,13 +212,14 @@ def run_pipeline(
     t0 = time.monotonic()
     out_dir = normalise(out_dir)  # an absolute local path, or the object-store URI
     storage = cfg.storage.model_dump()
-    layout = CorpusLayout(out_dir, corpus, storage)
+    layout = CorpusLayout(out_dir, corpus, storage, kind="segments")
     sources = discover(inputs, storage)
     run_id = new_run_id()
     config_hash = cfg.config_hash()
     summary = RunSummary(run_id=run_id, corpus=corpus, out_dir=out_dir, config_hash=config_hash, sources=len(sources))
     progress = progress or RunProgress()
     with lock_corpus(layout, run_id, ttl_s=cfg.storage.lease_ttl_s) as lock:
+        layout.claim_kind()  # refuses a dialogue corpus
         ledger = Ledger(layout, fence=lock.check)
         summary.recovery = ledger.recover().describe()
         run_dir = layout.run_dir(run_id)

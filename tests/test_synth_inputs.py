@@ -90,3 +90,25 @@ def test_speaking_rate_counts_speech_not_silence():
     assert abs(voiced_span(padded, rate) - 2.0) < 0.05
     assert spoken_units("Hello, world 42!", "en") == 12
     assert spoken_units("你好，世界。", "zh") == 4
+
+
+def test_a_corpus_holds_one_kind(tmp_path):
+    from manifests.layout import CorpusLayout
+
+    CorpusLayout(tmp_path, "c", kind="segments").claim_kind()
+    assert CorpusLayout(tmp_path, "c").kind == "segments"
+    with pytest.raises(ValueError, match="holds segments, not dialogues"):
+        CorpusLayout(tmp_path, "c", kind="dialogues").claim_kind()
+    CorpusLayout(tmp_path, "d", kind="dialogues").claim_kind()
+    assert CorpusLayout(tmp_path, "d").data_dir == tmp_path / "d" / "dialogues"
+
+
+def test_round_trip_error_counts_number_forms_as_the_same_speech():
+    from synthesis.gates import round_trip_error
+
+    assert round_trip_error("When does it open on March 5, 2024?", "When does it open on March fifth, "
+                            "twenty twenty-four?", "en") == 0.0
+    assert round_trip_error("It opens at 9:30 am.", "It opens at nine thirty AM.", "en") == 0.0
+    assert round_trip_error("It opens at 9:30 pm.", "It opens at nine thirty AM.", "en") >= 0.2
+    assert round_trip_error("原价299元", "原价二百九十九元", "zh") == 0.0
+    assert round_trip_error("原价399元", "原价二百九十九元", "zh") > 0.1
