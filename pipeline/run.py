@@ -243,34 +243,42 @@ def run_pipeline(
         summary.processed = len(plan.process)
         if plan.process:
             log.info("processing %d source(s); %d skipped, %d unreadable", len(plan.process), len(plan.skipped), len(plan.failed))
-            finished = _process(plan.process, cfg, run, committer, progress)
-            for r in finished:
-                summary.audio_seconds += r.get("duration_s") or 0.0
-                summary.segments += r.get("segments") or 0
-                summary.segments_kept += r.get("segments_kept") or 0
-                summary.kept_seconds += r.get("kept_seconds") or 0.0
-                for t in r.get("stage_seconds") or []:
-                    summary.stage_seconds[t["stage"]] = round(summary.stage_seconds.get(t["stage"], 0.0) + t["seconds"], 3)
-                if r["status"] == "done":
-                    summary.done += 1
-                else:
-                    summary.failed += 1
-                    summary.failures.append((r["source_uri"], r["error"]))
+            items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
+                      "recording_id": recording_id(s.uri, s.sha256)} for s in plan.process]
+            finished = stream_through_graph(items, PIPELINE, cfg, run, committer, progress, cfg.ray.fuse_model_stages)
+            add_finished(summary, finished)
         summary.wall_seconds = time.monotonic() - t0
         layout.write_text(run_dir / "summary.json", json.dumps(asdict(summary), indent=1))
     return summary
 
 
-def _process(process: list[FingerprintedSource], cfg, run: RunContext, committer: _Committer,
-             progress: RunProgress) -> list[dict]:
+def add_finished(summary, finished: list[dict], parts: str = "segments", parts_kept: str = "segments_kept") -> None:
+    """Add the committed ledger rows of processed sources to ``summary`` (its ``parts`` /
+    ``parts_kept`` fields count the ledger's ``segments`` / ``segments_kept``)."""
+    for r in finished:
+        summary.audio_seconds += r.get("duration_s") or 0.0
+        setattr(summary, parts, getattr(summary, parts) + (r.get("segments") or 0))
+        setattr(summary, parts_kept, getattr(summary, parts_kept) + (r.get("segments_kept") or 0))
+        summary.kept_seconds += r.get("kept_seconds") or 0.0
+        for t in r.get("stage_seconds") or []:
+            summary.stage_seconds[t["stage"]] = round(summary.stage_seconds.get(t["stage"], 0.0) + t["seconds"], 3)
+        if r["status"] == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((r["source_uri"], r["error"]))
+
+
+def stream_through_graph(items: list[dict], stages: tuple, cfg, run: RunContext, committer: _Committer,
+                         progress: RunProgress, fuse: str) -> list[dict]:
+    """Run ``items`` through the Ray Data graph of ``stages``, committing each written batch as
+    its last row arrives; the committed ledger rows, in commit order."""
     import ray
 
     from pipeline.graph import apply_stage, cluster_cpus, plan_graph
 
-    items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
-              "recording_id": recording_id(s.uri, s.sha256)} for s in process]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    planned = plan_graph(PIPELINE, cfg, cluster_cpus(), fuse=cfg.ray.fuse_model_stages)
+    planned = plan_graph(stages, cfg, cluster_cpus(), fuse=fuse)
     log.info("graph: %s", " -> ".join(
         f"{p.name} ({p.placement.pool.max_size if p.placement.pool else 'tasks'} x {p.placement.resources.num_cpus:g} CPU)"
         for p in planned))
@@ -280,8 +288,7 @@ def _process(process: list[FingerprintedSource], cfg, run: RunContext, committer
     progress.start(len(items))
     try:
         for row in ds.iter_rows():
-            committed = committer.add(row)
-            for r in committed or []:
+            for r in committer.add(row) or []:
                 finished.append(r)
                 progress.source_finished(r["status"], r.get("duration_s"), r.get("segments") or 0)
     finally:

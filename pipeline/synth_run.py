@@ -27,11 +27,11 @@ from manifests.ledger import Ledger
 from manifests.lock import lock_corpus
 from manifests.storage import normalise
 from pipeline.progress import RunProgress
-from pipeline.run import _Committer, _early_row, ensure_ray, new_run_id
+from pipeline.run import _Committer, _early_row, add_finished, ensure_ray, new_run_id, stream_through_graph
 from pipeline.stage_order import SYNTHESIS
 from stages.base import RunContext
 from synthesis.dialogue import dialogue_id
-from synthesis.inputs import DialogueSource, read_dialogues
+from synthesis.inputs import read_dialogues
 
 log = logging.getLogger("refinery")
 
@@ -128,50 +128,13 @@ def run_synthesis(inputs: list[str], corpus: str, out_dir: str | Path, cfg, *, r
             by_uri = {s.uri: s for s in sources}
             log.info("speaking %d dialogue(s); %d skipped, %d unreadable", len(plan.process), len(plan.skipped),
                      len(plan.failed))
-            finished = _process([by_uri[p.uri] for p in plan.process], cfg, run, committer, progress)
-            for r in finished:
-                summary.audio_seconds += r.get("duration_s") or 0.0
-                summary.turns += r.get("segments") or 0
-                summary.turns_kept += r.get("segments_kept") or 0
-                summary.kept_seconds += r.get("kept_seconds") or 0.0
-                for t in r.get("stage_seconds") or []:
-                    summary.stage_seconds[t["stage"]] = round(summary.stage_seconds.get(t["stage"], 0.0) + t["seconds"], 3)
-                if r["status"] == "done":
-                    summary.done += 1
-                else:
-                    summary.failed += 1
-                    summary.failures.append((r["source_uri"], r["error"]))
+            now = time.time()
+            items = [{"source_uri": s.uri, "sha256": s.sha256, "size_bytes": s.size_bytes,
+                      "recording_id": dialogue_id(s.sha256), "dialogue": s.canonical, "dialogue_form_in": s.form,
+                      "source_id": s.source_id, "started_at": now} for s in (by_uri[p.uri] for p in plan.process)]
+            finished = stream_through_graph(items, SYNTHESIS, cfg, run, committer, progress, fuse="never")
+            add_finished(summary, finished, parts="turns", parts_kept="turns_kept")
         summary.wall_seconds = time.monotonic() - t0
         layout.write_text(run_dir / "summary.json", json.dumps(asdict(summary), indent=1))
     return summary
 
-
-def _process(process: list[DialogueSource], cfg, run: RunContext, committer: _Committer,
-             progress: RunProgress) -> list[dict]:
-    import ray
-
-    from pipeline.graph import apply_stage, cluster_cpus, plan_graph
-
-    now = time.time()
-    items = [{"source_uri": s.uri, "sha256": s.sha256, "size_bytes": s.size_bytes,
-              "recording_id": dialogue_id(s.sha256), "dialogue": s.canonical, "dialogue_form_in": s.form,
-              "source_id": s.source_id, "started_at": now} for s in process]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    planned = plan_graph(SYNTHESIS, cfg, cluster_cpus(), fuse="never")
-    log.info("graph: %s", " -> ".join(
-        f"{p.name} ({p.placement.pool.max_size if p.placement.pool else 'tasks'} x {p.placement.resources.num_cpus:g} CPU)"
-        for p in planned))
-    for stage in planned:
-        ds = apply_stage(ds, stage, cfg, run)
-    finished: list[dict] = []
-    progress.start(len(items))
-    try:
-        for row in ds.iter_rows():
-            for r in committer.add(row) or []:
-                finished.append(r)
-                progress.source_finished(r["status"], r.get("duration_s"), r.get("segments") or 0)
-    finally:
-        progress.close()
-    if committer.pending:
-        raise RuntimeError(f"{len(committer.pending)} written batch(es) arrived incomplete; they were not committed")
-    return finished

@@ -7,16 +7,16 @@ and the driver commits the batch once all its rows have arrived.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 from manifests.layout import CorpusLayout
 from manifests.schema import TURN_COLUMNS
-from manifests.shards import ShardLimits, dialogues_table, write_shards
+from manifests.shards import ShardLimits, dialogues_table
 from manifests.storage import StorageConfig
 from stages.base import Placement, RunContext, Stage
 from stages.synth_output import SynthOutputSection
+from stages.write import stage_shards
 
 LEDGER_FIELDS = ("source_uri", "sha256", "size_bytes", "recording_id", "error", "started_at")
 
@@ -86,11 +86,4 @@ class SynthWriteStage(Stage):
                 res.update(status="failed")
             results.append(res)
         limits = ShardLimits(max_rows=self.output.max_shard_rows, max_bytes=int(self.output.max_shard_mb * 1024 * 1024))
-        for path, indices in write_shards(shard_rows, layout, run.run_id, limits, table_of=dialogues_table):
-            rel = layout.rel(path)
-            for src in sorted({owner[j] for j in indices}):
-                results[src]["staged_paths"].append(rel)
-        now = time.time()
-        for res in results:
-            res["finished_at"] = now
-        return results
+        return stage_shards(results, shard_rows, owner, layout, run.run_id, limits, dialogues_table)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from audio_io.signals import cut_variant, read_variant
 from manifests.layout import CorpusLayout
 from manifests.planned_segment import from_rows
 from manifests.segment_rows import RecordingContext, build_segment_rows, ordered
-from manifests.shards import ShardLimits, write_shards
+from manifests.shards import ShardLimits, segments_table, write_shards
 from manifests.storage import StorageConfig
 from stages.base import Placement, RunContext, Stage
 from stages.enhance import EnhanceSection
@@ -78,15 +78,7 @@ class WriteStage(Stage):
                 res.update(status="failed")
             results.append(res)
         limits = ShardLimits(max_rows=output.max_shard_rows, max_bytes=int(output.max_shard_mb * 1024 * 1024))
-        staged = write_shards(segment_rows, layout, run.run_id, limits)
-        for path, indices in staged:
-            rel = layout.rel(path)
-            for src in sorted({owner[j] for j in indices}):
-                results[src]["staged_paths"].append(rel)
-        now = time.time()
-        for res in results:
-            res["finished_at"] = now
-        return results
+        return stage_shards(results, segment_rows, owner, layout, run.run_id, limits, segments_table)
 
     def segment_rows(self, row: dict) -> list[dict]:
         run, subtype = self.run, self.output.flac_subtype
@@ -104,3 +96,18 @@ class WriteStage(Stage):
             pcm, rate = read_variant(row[column], subtype)
             cells[column] = [cut_variant(pcm, rate, s.start, s.end, subtype) for s in segments]
         return build_segment_rows(ctx, segments, self.output.sample_rate, cells["audio_raw"], cells["audio_enhanced"])
+
+
+def stage_shards(results: list[dict], shard_rows: list[dict], owner: list[int], layout: CorpusLayout, run_id: str,
+                 limits: ShardLimits, table_of: Callable[[Iterable[dict]], Any]) -> list[dict]:
+    """Write ``shard_rows`` (row j belongs to source ``owner[j]``) into staged shards, name each
+    source's shards in its result's ``staged_paths`` and stamp ``finished_at``: the per-source
+    rows the driver commits (segment and dialogue writers alike)."""
+    for path, indices in write_shards(shard_rows, layout, run_id, limits, table_of=table_of):
+        rel = layout.rel(path)
+        for src in sorted({owner[j] for j in indices}):
+            results[src]["staged_paths"].append(rel)
+    now = time.time()
+    for res in results:
+        res["finished_at"] = now
+    return results
