@@ -78,6 +78,9 @@ LEDGER_SCHEMA = pa.schema(
         ("started_at", pa.timestamp("ms", tz="UTC")),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
         ("source_meta", pa.string()),  # JSON of the fetch sidecar (<file>.source.json), null when none
+        # The Ray node each stage ran this source on (hex node ids); empty for rows that never
+        # entered the graph (skipped, unreadable). Added after the first release: older commits read null.
+        ("worker_nodes", pa.list_(pa.struct([("stage", pa.string()), ("node", pa.string())]))),
     ]
 )
 

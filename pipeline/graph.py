@@ -41,13 +41,14 @@ ROW_TYPES: dict[str, pa.DataType] = {
     "staged_paths": pa.list_(pa.string()),
     "error": pa.string(),
     "warning": pa.string(),
-    "stage_seconds": pa.list_(pa.struct([("stage", pa.string()), ("seconds", pa.float64())])),
+    "stage_seconds": pa.list_(pa.struct([("stage", pa.string()), ("seconds", pa.float64()), ("node", pa.string())])),
     "turns": pa.list_(TURN_TYPE),  # synthesis: the turns of a dialogue
     "dialogue_kept": pa.bool_(),
     "dialogue_form": pa.string(),
     "dialogue_drop_reason": pa.string(),
 }
-# Rides through every stage: the busy seconds each stage spent per row, summed per run.
+# Rides through every stage: the busy seconds each stage spent per row (summed per run) and the
+# Ray node it ran on (the ledger's ``worker_nodes``: where each source's work happened).
 TIMING_FIELD = "stage_seconds"
 
 
@@ -85,7 +86,7 @@ class PlannedStage:
 
 
 def plan_graph(stages: tuple[type[Stage], ...], cfg: Any, cluster_cpus: float | None,
-               fuse: str = "auto") -> list[PlannedStage]:
+               fuse: str = "auto", nodes: int = 1) -> list[PlannedStage]:
     """The enabled stages with their (fitted) placement and the fields each must pass on.
 
     ``fuse``: ``auto`` fuses the consecutive CPU model stages into one actor (a pool of one
@@ -94,6 +95,7 @@ def plan_graph(stages: tuple[type[Stage], ...], cfg: Any, cluster_cpus: float | 
     own copy of the stack, and the slowest stage would set the pace while others idle. Fused,
     each actor takes a recording through all model stages, and the actors work on different
     recordings. ``always`` / ``never`` force it. Stages that ask for GPUs are never fused.
+    ``nodes``: how many nodes share ``cluster_cpus`` (see ``fit_to_cluster``).
     """
     enabled = [s for s in stages if s.enabled(cfg)]
     placements = [s.placement(cfg) for s in enabled]
@@ -124,7 +126,7 @@ def plan_graph(stages: tuple[type[Stage], ...], cfg: Any, cluster_cpus: float | 
                                   rows_per_call=min(placements[i].rows_per_call or 1 for i in group),
                                   pool=ActorPool(min_size=size, max_size=size))
         ops.append((members, placement, tuple(keeps[i] for i in group)))
-    fitted = fit_to_cluster([placement for _, placement, _ in ops], cluster_cpus)
+    fitted = fit_to_cluster([placement for _, placement, _ in ops], cluster_cpus, nodes)
     # Scaled-down tasks would otherwise run many at once, each in a worker process of its own
     # (memory), for work that was sized for one CPU each: keep them to one per CPU.
     task_limit = max(1, int(cluster_cpus)) if cluster_cpus else None
@@ -136,18 +138,24 @@ def _fusable(stage: type[Stage], placement: Placement) -> bool:
     return stage.uses_model and not placement.resources.num_gpus
 
 
-def fit_to_cluster(placements: list[Placement], cluster_cpus: float | None) -> list[Placement]:
+def fit_to_cluster(placements: list[Placement], cluster_cpus: float | None, nodes: int = 1) -> list[Placement]:
     """Scale CPU requests so that every actor pool at its minimum size plus the largest task fit.
 
     Actors keep their CPUs for the whole run; with more pools than CPUs, the later pools
     would never start while the earlier ones wait on back-pressure. Scaling every request
     by one factor keeps their proportions; threads are set by each stage's own config.
+
+    On ``nodes`` nodes the CPUs are not one pool: actors spread over the nodes, and a task
+    needs its share free on one node. Reserving a task's share per node guarantees it: the
+    CPUs left after the actors average at least one task's share per node, so one node has it
+    (two 2-CPU nodes with six 1-CPU pools would otherwise leave each node 0.29 CPU for a
+    0.57-CPU decode task, and the run would wait forever).
     """
     if not cluster_cpus:
         return placements
     held = sum(p.resources.num_cpus * p.pool.min_size for p in placements if p.pool is not None)
     task = max((p.resources.num_cpus for p in placements if p.pool is None), default=0.0)
-    need = held + task
+    need = held + task * max(1, nodes)
     if need <= cluster_cpus:
         return placements
     factor = cluster_cpus / need
@@ -198,11 +206,20 @@ def _run_stages(stages: list[Stage], keeps: tuple[frozenset[str] | None, ...], t
         t0 = time.perf_counter()
         rows = stage.process_batch(rows)
         share = (time.perf_counter() - t0) / max(1, len(rows))  # a call's time, split over its rows
+        entry = {"stage": stage.name, "seconds": round(share, 4), "node": _node_id()}
         for row in rows:
-            row[TIMING_FIELD] = list(row.get(TIMING_FIELD) or []) + [{"stage": stage.name, "seconds": round(share, 4)}]
+            row[TIMING_FIELD] = list(row.get(TIMING_FIELD) or []) + [entry]
         if keep is not None:
             rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
     return _rows_to_table(rows, keeps[-1])
+
+
+def _node_id() -> str | None:
+    """The Ray node this worker runs on (None outside Ray)."""
+    try:
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - no runtime context: not on a Ray worker
+        return None
 
 
 class _StageActor:
@@ -253,6 +270,8 @@ def apply_stage(ds: "ray.data.Dataset", planned: PlannedStage, cfg: Any, run: Ru
         ray_args["num_gpus"] = res.num_gpus
     if res.memory_gb:
         ray_args["memory"] = int(res.memory_gb * 1024**3)
+    if res.custom:
+        ray_args["resources"] = dict(res.custom)
     batch_size = planned.placement.rows_per_call or 1
     if planned.uses_model:
         pool = planned.placement.pool
@@ -274,3 +293,8 @@ def apply_stage(ds: "ray.data.Dataset", planned: PlannedStage, cfg: Any, run: Ru
 
 def cluster_cpus() -> float | None:
     return ray.cluster_resources().get("CPU")
+
+
+def cluster_nodes() -> int:
+    """Alive nodes that offer CPUs (where actors and tasks can land)."""
+    return max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")))

@@ -78,8 +78,11 @@ def ensure_ray(cfg: RayConfig) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
         kwargs: dict = {"include_dashboard": False, "log_to_driver": cfg.log_to_driver, "logging_level": logging.WARNING}
-        if cfg.address:
-            kwargs["address"] = cfg.address
+        # Under `ray job submit` the job's driver is told its cluster by RAY_ADDRESS: attach to it
+        # (starting a local Ray there would run the whole job on the head alone).
+        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            kwargs["address"] = address
             # Workers of an existing cluster do not share this process's environment: hand them its
             # object-store credentials/endpoint (unless `ray job submit` already set the job's runtime_env).
             env = forwarded_env()
@@ -193,6 +196,7 @@ class _Committer:
                 "shard_paths": [final_of[s] for s in r["staged_paths"] or []],
                 "started_at": _ts(r.get("started_at")), "finished_at": _ts(r.get("finished_at")),
                 "source_meta": read_source_meta(r["source_uri"]),  # local sources: the uri is the path
+                "worker_nodes": [{"stage": t["stage"], "node": t.get("node")} for t in r.get("stage_seconds") or []],
             })
         self.commit_rows(ledger_rows)
         for ledger_row, r in zip(ledger_rows, batch):  # not a ledger column: for the run summary only
@@ -275,10 +279,10 @@ def stream_through_graph(items: list[dict], stages: tuple, cfg, run: RunContext,
     its last row arrives; the committed ledger rows, in commit order."""
     import ray
 
-    from pipeline.graph import apply_stage, cluster_cpus, plan_graph
+    from pipeline.graph import apply_stage, cluster_cpus, cluster_nodes, plan_graph
 
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    planned = plan_graph(stages, cfg, cluster_cpus(), fuse=fuse)
+    planned = plan_graph(stages, cfg, cluster_cpus(), fuse=fuse, nodes=cluster_nodes())
     log.info("graph: %s", " -> ".join(
         f"{p.name} ({p.placement.pool.max_size if p.placement.pool else 'tasks'} x {p.placement.resources.num_cpus:g} CPU)"
         for p in planned))

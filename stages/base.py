@@ -44,6 +44,8 @@ class Resources(Section):
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
     memory_gb: float | None = Field(None, gt=0, description="Ray memory reservation per worker")
+    custom: dict[str, float] = Field(default_factory=dict, description="Ray custom resources per worker, e.g. "
+                                     "{gpu_node: 0.01} to keep a stage on the node type cluster.yaml names so")
 
 
 class ActorPool(Section):

@@ -91,3 +91,27 @@ def test_without_enhancement_nothing_reads_the_working_rate_signal():
 def test_vad_replaces_diarization_when_it_is_off():
     plan = plan_graph(PIPELINE, load_config(None, ["diarization.enabled=false"]), None)
     assert "segment" in [p.stage.name for p in plan] and "diarize" not in [p.stage.name for p in plan]
+
+
+def _a_task_fits_on_some_node(fitted: list[Placement], nodes: int, node_cpus: float) -> bool:
+    """Whatever way the actors land on the nodes (each node within its CPUs), one node has a task's share free."""
+    import itertools
+
+    actors = [p.resources.num_cpus for p in fitted if p.pool for _ in range(p.pool.min_size)]
+    task = max(p.resources.num_cpus for p in fitted if p.pool is None)
+    for where in itertools.product(range(nodes), repeat=len(actors)):
+        load = [sum(a for a, n in zip(actors, where) if n == node) for node in range(nodes)]
+        if all(x <= node_cpus + 1e-9 for x in load) and not any(node_cpus - x >= task - 1e-9 for x in load):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("nodes, node_cpus, actors", [(2, 2, 6), (2, 1, 5), (3, 2, 7), (4, 1, 3)])
+def test_on_several_nodes_a_task_always_finds_room(nodes, node_cpus, actors):
+    placements = _placements(actors)
+    assert _a_task_fits_on_some_node(fit_to_cluster(placements, nodes * node_cpus, nodes), nodes, node_cpus)
+
+
+def test_fitting_as_if_one_node_can_leave_no_room_for_a_task():
+    # Two 2-CPU nodes, six pools: three actors per node leave each 0.29 CPU for a 0.57-CPU task.
+    assert not _a_task_fits_on_some_node(fit_to_cluster(_placements(6), 4, 1), 2, 2)
