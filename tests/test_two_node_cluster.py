@@ -52,6 +52,12 @@ LIGHT = [*APART, "--set", "enhance.enabled=false", "--set", "diarization.enabled
 def cluster():
     with TwoNodeCluster(cpus_per_node=2) as c:
         yield c
+    # Torn down: no namespace, process or temp dir of the cluster is left.
+    import subprocess
+
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert c.head.netns not in left and c.worker.netns not in left
+    assert not c.root.exists()
 
 
 def _clips(directory: Path, count: int, seed: int) -> Path:
