@@ -51,6 +51,7 @@ import benchmarks.bench_asr_batching  # noqa: E402,F401
 import benchmarks.bench_diarization  # noqa: E402,F401
 import benchmarks.bench_enhancement  # noqa: E402,F401
 import benchmarks.bench_synthesis  # noqa: E402,F401
+import benchmarks.bench_scale  # noqa: E402,F401
 from benchmarks.harness import BENCHMARKS, Context, peak_rss_mib  # noqa: E402
 from benchmarks.inputs import INPUT_RATE, SHARED_REAL, build_input, decode_for_children, split_input  # noqa: E402
 from benchmarks.report import describe_comparison, machine_info, print_table, streaming_over_sequential  # noqa: E402

@@ -280,6 +280,28 @@ def verify_cmd(out_dir: str, corpus: str | None, no_audio: bool, as_json: bool) 
         raise SystemExit(1)
 
 
+@manifest.command("compact")
+@click.argument("out_dir", metavar="OUT")
+@click.option("--corpus", help="only this corpus (default: every corpus under OUT)")
+def compact_cmd(out_dir: str, corpus: str | None) -> None:
+    """Fold each corpus's ledger commit files into one file, atomically (a kill leaves the ledger as it was).
+
+    Takes the corpus lock: refused while a run writes the corpus.
+    """
+    from inspection.compact import compact
+    from manifests.lock import CorpusLocked
+
+    with _clear_errors():
+        try:
+            reports = compact(out_dir, corpus)
+        except CorpusLocked as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"compaction failed, the ledger is unchanged: {exc.strerror or exc}") from None
+    for name, report in reports.items():
+        click.echo(f"{name}: {report.describe()}")
+
+
 @manifest.command("runs")
 @click.argument("out_dir", metavar="OUT")
 @click.option("--corpus", help="only this corpus")

@@ -18,8 +18,17 @@ def slug(text: str, max_len: int = 40) -> str:
 
 def recording_id(source_uri: str, content_sha256: str) -> str:
     """``<readable stem>-<12 hex of the content hash>``: stable when a file moves."""
-    stem = PurePosixPath(source_uri.rstrip("/")).stem
-    return f"{slug(stem)}-{content_sha256[:12]}"
+    return f"{slug(_stem(source_uri))}-{content_sha256[:12]}"
+
+
+def _stem(uri: str) -> str:
+    """``PurePosixPath(uri.rstrip("/")).stem``, without building a path object (a million per rerun)."""
+    text = uri.rstrip("/")
+    name = text.rsplit("/", 1)[-1]
+    if name in ("", ".", ".."):
+        return PurePosixPath(text).stem
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def segment_id(recording: str, start: float, end: float) -> str:

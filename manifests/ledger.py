@@ -42,13 +42,18 @@ holder.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -58,6 +63,11 @@ from manifests.shards import parquet_bytes, write_parquet_atomic
 from manifests.storage import put_bytes
 
 log = logging.getLogger(__name__)
+
+# `refinery manifest compact` writes ledger/run=_compacted/commit-<time>-<id>.parquet; its footer
+# lists (under this key) the commit files whose rows it holds, which readers then skip.
+COMPACTED_DIR = "run=_compacted"
+REPLACES_KEY = b"refinery.replaces"
 
 
 @dataclass
@@ -89,7 +99,22 @@ class Ledger:
 
     # ---- reading -----------------------------------------------------------------------
     def commit_files(self) -> list[PurePath]:
-        return self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
+        """The live commit files: every ``run=*/commit-*.parquet`` that no compaction replaced."""
+        files = self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
+        compactions = [f for f in files if PurePath(f).parent.name == COMPACTED_DIR]
+        if not compactions:
+            return files
+        replaced = {r for f in compactions for r in self._replaced_by(f)}
+        return [f for f in files if self.layout.rel(f) not in replaced]
+
+    def _replaced_by(self, compaction: PurePath) -> list[str]:
+        """The commit files (relative paths) a compaction file holds the rows of, from its footer."""
+        if self.layout.is_local:
+            meta = pq.read_schema(str(compaction)).metadata or {}
+        else:
+            with self.layout.fs.open(str(compaction), "rb") as fh:
+                meta = pq.read_schema(fh).metadata or {}
+        return json.loads(meta.get(REPLACES_KEY, b"[]"))
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.commit_files()
@@ -110,18 +135,65 @@ class Ledger:
         return sorted(self.layout.abs(p) for p in named)
 
     def index(self, config_hash: str) -> "LedgerIndex":
-        table = self.read(["sha256", "config_hash", "status", "run_id", "source_uri", "error"])
+        """What earlier runs under ``config_hash`` did: four columns read, filtered in Arrow (a
+        million-row ledger never becomes a million Python dicts)."""
+        table = self.read(["sha256", "config_hash", "status", "run_id", "error"])
+        table = table.filter(pc.equal(table.column("config_hash"), config_hash))
         idx = LedgerIndex()
-        for row in table.to_pylist():
-            if row["config_hash"] != config_hash:
-                continue
-            if row["status"] == "done":
-                idx.done[row["sha256"]] = row["run_id"]
-            elif row["status"] == "failed":
-                idx.failed[row["sha256"]] = row["error"] or "failed"
-        for sha in idx.done:
-            idx.failed.pop(sha, None)
+        done = table.filter(pc.equal(table.column("status"), "done"))
+        idx.done = dict(zip(done.column("sha256").to_pylist(), done.column("run_id").to_pylist()))
+        failed = table.filter(pc.equal(table.column("status"), "failed"))
+        for sha, error in zip(failed.column("sha256").to_pylist(), failed.column("error").to_pylist()):
+            if sha not in idx.done:
+                idx.failed[sha] = error or "failed"
         return idx
+
+    # ---- compaction --------------------------------------------------------------------
+    def compact(self) -> "CompactionReport":
+        """Fold every live commit file into one (hold the corpus lock). The new file names the files
+        it replaces in its footer and becomes the commit point: readers skip a replaced file from the
+        moment the compaction file exists, so a kill at any moment leaves the same rows, once each.
+        The replaced files are deleted after (by this call, or by the next one if it was killed)."""
+        t0 = time.monotonic()
+        files = self.commit_files()
+        stale = self._replaced_leftovers()
+        if len(files) <= 1:
+            self._delete(stale)
+            return CompactionReport(len(files), self.read(["status"]).num_rows if files else 0, 0,
+                                    time.monotonic() - t0, len(stale))
+        table = self.read()
+        replaces = [self.layout.rel(f) for f in files]
+        table = table.replace_schema_metadata({REPLACES_KEY: json.dumps(replaces)})
+        name = f"commit-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}.parquet"
+        target = self.layout.ledger_dir / COMPACTED_DIR / name
+        if self.fence is not None:
+            self.fence()
+        if self.layout.is_local:
+            write_parquet_atomic(table, Path(target))
+            _fsync_dir(Path(target).parent)
+        else:
+            _put_commit(self.layout, target, parquet_bytes(table))
+        _after_compaction_written()  # a test's fault hook: a kill right after the commit point
+        self._delete([f for f in files if f != target] + stale)
+        return CompactionReport(len(files), table.num_rows, 1, time.monotonic() - t0, len(stale))
+
+    def _replaced_leftovers(self) -> list[PurePath]:
+        """Files a compaction replaced that are still there (a compaction killed before its cleanup)."""
+        every = self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
+        live = set(self.commit_files())
+        return [f for f in every if f not in live]
+
+    def _delete(self, files: list[PurePath]) -> None:
+        if not files:
+            return
+        if self.layout.is_local:
+            for f in files:
+                Path(f).unlink(missing_ok=True)
+            for d in {Path(f).parent for f in files}:
+                if d.name != COMPACTED_DIR and d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+        else:
+            self.layout.fs.rm([str(f) for f in files])
 
     # ---- writing -----------------------------------------------------------------------
     def commit(self, run_id: str, index: int, rows: list[dict]) -> Path:
@@ -158,7 +230,13 @@ class Ledger:
         if not self.layout.is_local:
             return self._recover_in_place()
         report = RecoveryReport()
-        committed = self.read(["staged_paths", "shard_paths"]).to_pylist() if self.commit_files() else []
+        committed = []
+        if self.commit_files():
+            table = self.read(["staged_paths", "shard_paths"])
+            # Only rows that name shards (a skipped or failed row names none): at a million rows
+            # per rerun, most rows of a big ledger are such rows.
+            table = table.filter(pc.fill_null(pc.greater(pc.list_value_length(table.column("staged_paths")), 0), False))
+            committed = table.to_pylist()
         report.rolled_forward = self._move_shards(committed)
         referenced = {p for row in committed for p in (row["staged_paths"] or [])}
         staging = self.layout.staging_dir
@@ -215,6 +293,27 @@ def _put_commit(layout: CorpusLayout, path: PurePath, data: bytes) -> None:
         if layout.fs.cat_file(str(path)) != data:
             raise RuntimeError(f"ledger commit {layout.uri(path)} exists already with other content; "
                                f"is another run writing this corpus?") from None
+
+
+def _after_compaction_written() -> None:
+    """Nothing: tests replace it to kill a compaction between its commit point and its cleanup."""
+
+
+@dataclass
+class CompactionReport:
+    files_before: int
+    rows: int
+    files_written: int
+    seconds: float
+    leftovers_removed: int = 0
+
+    def describe(self) -> str:
+        if not self.files_written:
+            extra = f"; removed {self.leftovers_removed} file(s) an interrupted compaction replaced" \
+                if self.leftovers_removed else ""
+            return f"nothing to compact: {self.files_before} commit file(s), {self.rows} row(s){extra}"
+        return (f"compacted {self.files_before} commit files ({self.rows} ledger rows) into 1 "
+                f"in {self.seconds:.1f} s")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from manifests.incremental import FingerprintedSource, plan_run
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
 from manifests.lock import lock_corpus
+from manifests.stat_cache import StatCache, source_stamp
 from manifests.storage import forwarded_env, is_remote, normalise
 from pipeline.config import RayConfig
 from pipeline.progress import RunProgress
@@ -111,22 +112,49 @@ def ensure_ray(cfg: RayConfig) -> None:
 DRIVER_FINGERPRINT_MAX_BYTES = 2 * 1024**3
 
 
-def _fingerprint(sources: list[SourceRef], cfg, run: RunContext) -> list[FingerprintedSource]:
+def _fingerprint(sources: list[SourceRef], cfg, run: RunContext, cache: StatCache) -> list[FingerprintedSource]:
+    """Content hash and size of every source, in order: from the stat cache where the source is
+    unchanged (local files are checked here, with one ``stat`` each), else read and hashed (by
+    the driver for a few local GB, else as Ray tasks where the data is). The cache learns the rest."""
+    out: list[FingerprintedSource | None] = [None] * len(sources)
+    items = []
+    for i, s in enumerate(sources):
+        hit = None
+        if s.path is not None and not s.error and not is_remote(s.path):
+            hit = cache.lookup(s.uri, source_stamp(s.path))
+        if hit is not None:
+            out[i] = FingerprintedSource(s.uri, s.path, hit.sha256, hit.size_bytes, None)
+            continue
+        cached = cache.entries.get(s.uri) if s.path is not None and is_remote(s.path) else None
+        items.append({"index": i, "uri": s.uri, "path": s.path, "error": s.error,
+                      "cached_stamp": cached.stamp if cached else None,
+                      "cached_sha256": cached.sha256 if cached else None,
+                      "cached_size": cached.size_bytes if cached else None})
+    if items:
+        log.info("hashing %d source(s) (%d unchanged since they were last hashed)",
+                 len(items), len(sources) - len(items))
+        for r in _hash_rows(items, [sources[item["index"]] for item in items], cfg, run):
+            out[r["index"]] = FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"])
+            if not r["error"]:
+                cache.update([(r["uri"], r.get("stamp"), r["size_bytes"], r["sha256"])])
+    return out  # type: ignore[return-value]
+
+
+def _hash_rows(items: list[dict], sources: list[SourceRef], cfg, run: RunContext) -> list[dict]:
     import ray
 
     from pipeline.graph import apply_stage, cluster_cpus, plan_graph
 
-    items = [{"index": i, "uri": s.uri, "path": s.path, "error": s.error} for i, s in enumerate(sources)]
     if _small_and_local(sources):
         rows = items
         for stage in PRE_GRAPH:
             rows = stage(cfg, run).process_batch(rows)
-        return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
+        return rows
+    ensure_ray(cfg.ray)
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
     for planned in plan_graph(PRE_GRAPH, cfg, cluster_cpus()):
         ds = apply_stage(ds, planned, cfg, run)
-    rows = sorted(ds.take_all(), key=lambda r: r["index"])
-    return [FingerprintedSource(r["uri"], r["path"], r["sha256"], r["size_bytes"], r["error"]) for r in rows]
+    return ds.take_all()
 
 
 def _small_and_local(sources: list[SourceRef]) -> bool:
@@ -154,7 +182,10 @@ def _early_row(src: FingerprintedSource, status: str, why: str, corpus: str, run
         "recording_id": recording_id(src.uri, src.sha256) if src.sha256 else None,
         "corpus": corpus, "run_id": run_id, "config_hash": config_hash, "status": status, "error": why,
         "segments": 0, "segments_kept": 0, "kept_seconds": 0.0, "shard_paths": [], "staged_paths": [],
-        "started_at": now, "finished_at": now, "source_meta": read_source_meta(src.path),
+        # A skipped source's sidecar is in the row of the run that did it: a rerun over a million
+        # sources need not look for a million sidecars again.
+        "started_at": now, "finished_at": now,
+        "source_meta": read_source_meta(src.path) if status != "skipped" else None,
     }
 
 
@@ -233,9 +264,10 @@ def run_pipeline(
         if not sources:
             log.warning("no sources found in %s", " ".join(inputs))
 
-        ensure_ray(cfg.ray)
         run = RunContext(out_dir=out_dir, corpus=corpus, run_id=run_id, config_hash=config_hash)
-        fingerprinted = _fingerprint(sources, cfg, run) if sources else []
+        cache = StatCache.load(layout)
+        fingerprinted = _fingerprint(sources, cfg, run, cache) if sources else []
+        cache.save()
         plan = plan_run(fingerprinted, ledger.index(config_hash), retry_failed)
         committer = _Committer(ledger, layout, run_id)
         early = [_early_row(s, "skipped", why, corpus, run_id, config_hash) for s, why in plan.skipped]
@@ -249,6 +281,7 @@ def run_pipeline(
             log.info("processing %d source(s); %d skipped, %d unreadable", len(plan.process), len(plan.skipped), len(plan.failed))
             items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
                       "recording_id": recording_id(s.uri, s.sha256)} for s in plan.process]
+            ensure_ray(cfg.ray)  # only now: a rerun with nothing to do starts no Ray at all
             finished = stream_through_graph(items, PIPELINE, cfg, run, committer, progress, cfg.ray.fuse_model_stages)
             add_finished(summary, finished)
         summary.wall_seconds = time.monotonic() - t0

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import stat
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -41,8 +43,23 @@ class SourceRef:
     error: str | None = None  # set when the source cannot be read at all
 
 
-def _local(path: Path) -> SourceRef:
-    return SourceRef(uri=str(path.resolve()), path=str(path.resolve()))
+def _local(path: Path | str, real_dirs: dict[str, str] | None = None, checked_link: bool = False) -> SourceRef:
+    real = _realpath(str(path), real_dirs if real_dirs is not None else {}, checked_link)
+    return SourceRef(uri=real, path=real)
+
+
+def _realpath(path: str, real_dirs: dict[str, str], not_a_link: bool = False) -> str:
+    """``os.path.realpath`` with each folder resolved once per discovery (``real_dirs``): a list
+    of a million files in a thousand folders costs a thousand folder resolutions, not a million.
+    ``not_a_link``: the caller's ``lstat`` showed the file itself is no symlink."""
+    folder, name = os.path.split(path if path.startswith("/") else os.path.abspath(path))
+    if name in ("", ".", "..") or "/." in folder or "//" in folder:
+        return os.path.realpath(path)
+    real_folder = real_dirs.get(folder)
+    if real_folder is None:
+        real_folder = real_dirs[folder] = os.path.realpath(folder)
+    full = real_folder + "/" + name if real_folder != "/" else "/" + name
+    return full if not_a_link or not os.path.islink(full) else os.path.realpath(full)
 
 
 def _is_media(path: Path) -> bool:
@@ -52,8 +69,16 @@ def _is_media(path: Path) -> bool:
 _URL_SCHEMES = ("http", "https", "ftp", "ytdl")  # fetched first: `refinery fetch`
 
 
-def _from_uri(text: str, base: Path | str) -> SourceRef:
+def _from_uri(text: str, base: Path | str, real_dirs: dict[str, str] | None = None) -> SourceRef:
     """One entry of a list file: a path (relative to the list's folder) or a URI, never expanded."""
+    if text.startswith("/") and not isinstance(base, str):  # the common case at scale: an absolute path
+        try:
+            is_link = stat.S_ISLNK(os.lstat(text).st_mode)
+        except OSError:
+            is_link = None
+        if is_link is None or (is_link and not os.path.exists(text)):
+            return SourceRef(uri=os.path.abspath(text), path=None, error="file not found")
+        return _local(text, real_dirs, checked_link=not is_link)
     if is_remote(text):
         proto = scheme(text)
         if proto in _URL_SCHEMES:
@@ -67,7 +92,7 @@ def _from_uri(text: str, base: Path | str) -> SourceRef:
         path = Path(base) / path
     if not path.exists():
         return SourceRef(uri=str(path), path=None, error="file not found")
-    return _local(path)
+    return _local(path, real_dirs)
 
 
 def _read_list(item: str, storage: Storage) -> tuple[list[str], Path | str]:
@@ -114,13 +139,14 @@ def _remote(item: str, storage: Storage) -> list[SourceRef]:
 def discover(inputs: list[str], storage: Storage = None) -> list[SourceRef]:
     """Expand INPUT arguments into sources, in a stable order, each once."""
     found: list[SourceRef] = []
+    real_dirs: dict[str, str] = {}
     for item in inputs:
         if item.startswith("@"):
             lines, base = _read_list(item, storage)
             for line in lines:
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    found.append(_from_uri(line, base))
+                    found.append(_from_uri(line, base, real_dirs))
             continue
         if is_remote(item):
             found.extend(_remote(item, storage))
@@ -130,12 +156,12 @@ def discover(inputs: list[str], storage: Storage = None) -> list[SourceRef]:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_media(p) and not _hidden(p, path))
-            found.extend(_local(p) for p in files)
+            found.extend(_local(p, real_dirs) for p in files)
         elif path.is_file():
-            found.append(_local(path))
+            found.append(_local(path, real_dirs))
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            found.extend(_local(p) for p in matches if p.is_file() and _is_media(p))
+            found.extend(_local(p, real_dirs) for p in matches if p.is_file() and _is_media(p))
         else:
             raise InputError(f"input {item!r} is not a file, a directory, a glob or an @list file")
     seen: set[str] = set()
