@@ -100,12 +100,17 @@ class Ledger:
     # ---- reading -----------------------------------------------------------------------
     def commit_files(self) -> list[PurePath]:
         """The live commit files: every ``run=*/commit-*.parquet`` that no compaction replaced."""
+        return self._commit_files()[0]
+
+    def _commit_files(self) -> tuple[list[PurePath], list[PurePath]]:
+        """(live, replaced-but-still-there) commit files, from one listing of the ledger."""
         files = self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
         compactions = [f for f in files if PurePath(f).parent.name == COMPACTED_DIR]
         if not compactions:
-            return files
+            return files, []
         replaced = {r for f in compactions for r in self._replaced_by(f)}
-        return [f for f in files if self.layout.rel(f) not in replaced]
+        return ([f for f in files if self.layout.rel(f) not in replaced],
+                [f for f in files if self.layout.rel(f) in replaced])
 
     def _replaced_by(self, compaction: PurePath) -> list[str]:
         """The commit files (relative paths) a compaction file holds the rows of, from its footer."""
@@ -155,8 +160,7 @@ class Ledger:
         moment the compaction file exists, so a kill at any moment leaves the same rows, once each.
         The replaced files are deleted after (by this call, or by the next one if it was killed)."""
         t0 = time.monotonic()
-        files = self.commit_files()
-        stale = self._replaced_leftovers()
+        files, stale = self._commit_files()
         if len(files) <= 1:
             self._delete(stale)
             return CompactionReport(len(files), self.read(["status"]).num_rows if files else 0, 0,
@@ -176,12 +180,6 @@ class Ledger:
         _after_compaction_written()  # a test's fault hook: a kill right after the commit point
         self._delete([f for f in files if f != target] + stale)
         return CompactionReport(len(files), table.num_rows, 1, time.monotonic() - t0, len(stale))
-
-    def _replaced_leftovers(self) -> list[PurePath]:
-        """Files a compaction replaced that are still there (a compaction killed before its cleanup)."""
-        every = self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
-        live = set(self.commit_files())
-        return [f for f in every if f not in live]
 
     def _delete(self, files: list[PurePath]) -> None:
         if not files:
