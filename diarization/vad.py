@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from audio_io.resample import resample
@@ -69,6 +68,8 @@ class SileroVad:
         audio = resample(audio16k, SAMPLE_RATE, self.sample_rate)
         if len(audio) < 512:
             return []
+        import torch  # here, not at module level: the driver imports this module's config, not the model
+
         stamps = self._get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(audio)).to(self.device),
             self.model,

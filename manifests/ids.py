@@ -11,7 +11,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def slug(text: str, max_len: int = 40) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    ascii_text = text if text.isascii() else unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     cleaned = _UNSAFE.sub("_", ascii_text).strip("._-")
     return cleaned[:max_len] or "audio"
 

@@ -9,12 +9,12 @@ Everything else is processed. Every source gets exactly one ledger row per run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from manifests.ledger import LedgerIndex
 
 
-@dataclass(frozen=True)
-class FingerprintedSource:
+class FingerprintedSource(NamedTuple):  # a tuple: a million of them per run at scale
     uri: str
     path: str | None
     sha256: str | None
@@ -32,18 +32,23 @@ class RunPlan:
 def plan_run(sources: list[FingerprintedSource], index: LedgerIndex, retry_failed: bool) -> RunPlan:
     plan = RunPlan()
     first_uri_of: dict[str, str] = {}
-    for src in sources:
+    done_why: dict[str, str] = {}
+    done_in, failed_with = index.lookup([s.sha256 for s in sources])
+    for src, done_run, failure in zip(sources, done_in, failed_with):
         if src.error or src.sha256 is None:
             plan.failed.append((src, src.error or "cannot read the file"))
             continue
-        if src.sha256 in index.done:
-            plan.skipped.append((src, f"already done in run {index.done[src.sha256]} with this config"))
+        if done_run is not None:
+            why = done_why.get(done_run)
+            if why is None:  # one string per earlier run, not one per source
+                why = done_why[done_run] = f"already done in run {done_run} with this config"
+            plan.skipped.append((src, why))
             continue
         if src.sha256 in first_uri_of:
             plan.skipped.append((src, f"same content as {first_uri_of[src.sha256]} in this run"))
             continue
-        if src.sha256 in index.failed and not retry_failed:
-            plan.skipped.append((src, f"failed before ({index.failed[src.sha256]}); use --retry-failed to try again"))
+        if failure is not None and not retry_failed:
+            plan.skipped.append((src, f"failed before ({failure}); use --retry-failed to try again"))
             continue
         first_uri_of[src.sha256] = src.uri
         plan.process.append(src)

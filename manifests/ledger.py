@@ -140,18 +140,16 @@ class Ledger:
         return sorted(self.layout.abs(p) for p in named)
 
     def index(self, config_hash: str) -> "LedgerIndex":
-        """What earlier runs under ``config_hash`` did: four columns read, filtered in Arrow (a
-        million-row ledger never becomes a million Python dicts)."""
+        """What earlier runs under ``config_hash`` did: five columns read, filtered in Arrow, kept
+        as Arrow (a million-row ledger never becomes a million Python dicts or strings)."""
         table = self.read(["sha256", "config_hash", "status", "run_id", "error"])
         table = table.filter(pc.equal(table.column("config_hash"), config_hash))
-        idx = LedgerIndex()
-        done = table.filter(pc.equal(table.column("status"), "done"))
-        idx.done = dict(zip(done.column("sha256").to_pylist(), done.column("run_id").to_pylist()))
-        failed = table.filter(pc.equal(table.column("status"), "failed"))
-        for sha, error in zip(failed.column("sha256").to_pylist(), failed.column("error").to_pylist()):
-            if sha not in idx.done:
-                idx.failed[sha] = error or "failed"
-        return idx
+        done = table.filter(pc.equal(table.column("status"), "done")).select(["sha256", "run_id"])
+        failed = table.filter(pc.and_(pc.equal(table.column("status"), "failed"),
+                                      pc.invert(pc.is_in(table.column("sha256"), value_set=done.column("sha256")))))
+        failed = failed.select(["sha256", "error"]).set_column(
+            1, "error", pc.fill_null(failed.column("error"), "failed"))
+        return LedgerIndex.from_tables(done, failed)
 
     # ---- compaction --------------------------------------------------------------------
     def compact(self) -> "CompactionReport":
@@ -198,12 +196,25 @@ class Ledger:
         """Commit ledger rows, then make their shards visible. See the module docstring."""
         if self.fence is not None:
             self.fence()
-        table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
+        path = self._write_commit(run_id, index, pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA))
+        if self.layout.is_local:
+            self._move_shards(rows)
+        return path
+
+    def commit_table(self, run_id: str, index: int, table: pa.Table) -> Path:
+        """Commit rows that name no shards (skipped and unreadable sources), built column-wise:
+        a rerun over a million sources never holds a million row dicts."""
+        if pc.sum(pc.list_value_length(table.column("staged_paths"))).as_py():
+            raise ValueError("commit_table is for rows that name no shards; use commit")
+        if self.fence is not None:
+            self.fence()
+        return self._write_commit(run_id, index, table.cast(LEDGER_SCHEMA))
+
+    def _write_commit(self, run_id: str, index: int, table: pa.Table) -> Path:
         path = self.layout.ledger_commit_path(run_id, index)
         if self.layout.is_local:
             write_parquet_atomic(table, path)
             _fsync_dir(path.parent)
-            self._move_shards(rows)
         else:
             _put_commit(self.layout, path, parquet_bytes(table))
         return path
@@ -314,9 +325,45 @@ class CompactionReport:
                 f"in {self.seconds:.1f} s")
 
 
-@dataclass
 class LedgerIndex:
-    """What earlier runs under one config hash did, by content hash."""
+    """What earlier runs under one config hash did, by content hash: the done (sha256, run_id)
+    and failed (sha256, error) rows as Arrow columns, looked up many sources at a time."""
 
-    done: dict[str, str] = field(default_factory=dict)  # sha256 -> run_id
-    failed: dict[str, str] = field(default_factory=dict)  # sha256 -> error
+    def __init__(self, done: dict[str, str] | None = None, failed: dict[str, str] | None = None) -> None:
+        done, failed = done or {}, failed or {}
+        self._done = pa.table({"sha256": pa.array(list(done), pa.string()),
+                               "run_id": pa.array(list(done.values()), pa.string())})
+        self._failed = pa.table({"sha256": pa.array(list(failed), pa.string()),
+                                 "error": pa.array(list(failed.values()), pa.string())})
+
+    @classmethod
+    def from_tables(cls, done: pa.Table, failed: pa.Table) -> "LedgerIndex":
+        idx = cls()
+        # A hash done (or failed) by several runs: the last row read wins, as in a dict.
+        idx._done, idx._failed = _last_per_sha(done), _last_per_sha(failed)
+        return idx
+
+    @property
+    def done(self) -> dict[str, str]:
+        """sha256 -> run_id (small ledgers, tests)."""
+        return dict(zip(self._done.column("sha256").to_pylist(), self._done.column("run_id").to_pylist()))
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """sha256 -> error of hashes that failed and were never done."""
+        return dict(zip(self._failed.column("sha256").to_pylist(), self._failed.column("error").to_pylist()))
+
+    def lookup(self, shas: list[str | None]) -> tuple[list[str | None], list[str | None]]:
+        """For each hash: the run that did it, and the error it failed with (None where neither)."""
+        query = pa.array(shas, pa.string())
+        done = pc.take(self._done.column("run_id"), pc.index_in(query, value_set=self._done.column("sha256")))
+        failed = pc.take(self._failed.column("error"), pc.index_in(query, value_set=self._failed.column("sha256")))
+        return done.to_pylist(), failed.to_pylist()
+
+
+def _last_per_sha(table: pa.Table) -> pa.Table:
+    if table.num_rows < 2:
+        return table
+    reversed_ = table.take(pa.array(range(table.num_rows - 1, -1, -1)))  # index_in finds the first
+    first = pc.index_in(reversed_.column("sha256"), value_set=reversed_.column("sha256"))
+    return reversed_.filter(pc.equal(first, pa.array(range(table.num_rows))))

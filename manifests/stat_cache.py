@@ -22,10 +22,10 @@ only costs hashing, never a wrong hash: a stamp mismatch always re-hashes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests.layout import CorpusLayout
@@ -36,8 +36,7 @@ CACHE_SCHEMA = pa.schema([("uri", pa.string()), ("stamp", pa.string()), ("size_b
                           ("sha256", pa.string())])
 
 
-@dataclass(frozen=True)
-class CachedHash:
+class CachedHash(NamedTuple):  # a tuple: a million of them in a big corpus's cache
     stamp: str
     size_bytes: int
     sha256: str
@@ -59,12 +58,16 @@ def object_stamp(info: dict[str, Any]) -> str | None:
 
 
 class StatCache:
-    """URI -> CachedHash for one corpus; ``lookup`` / ``update`` in memory, ``save`` once per run."""
+    """URI -> CachedHash for one corpus, kept as Arrow columns and looked up many sources at a
+    time (``lookup_many``, ``entries_for``): a million-entry cache is never a million-entry
+    dict. ``update`` gathers what this run hashed; ``save`` writes once per run."""
 
-    def __init__(self, layout: CorpusLayout, entries: dict[str, CachedHash] | None = None) -> None:
+    def __init__(self, layout: CorpusLayout, table: pa.Table | None = None) -> None:
         self.layout = layout
-        self.entries: dict[str, CachedHash] = entries or {}
+        self.table = table if table is not None else CACHE_SCHEMA.empty_table()
+        self.updates: dict[str, CachedHash] = {}
         self.changed = False
+        self._keys: pa.Array | None = None
 
     @property
     def path(self):
@@ -79,45 +82,78 @@ class StatCache:
             else:
                 with layout.fs.open(str(cache.path), "rb") as fh:
                     table = pq.read_table(fh)
+            cache.table = table.select(CACHE_SCHEMA.names).cast(CACHE_SCHEMA)
         except FileNotFoundError:
-            return cache
+            pass
         except Exception:  # noqa: BLE001 - an unreadable cache only costs hashing: start afresh
             cache.changed = True
-            return cache
-        cols = [table.column(n).to_pylist() for n in ("uri", "stamp", "size_bytes", "sha256")]
-        cache.entries = {u: CachedHash(s, n, h) for u, s, n, h in zip(*cols)}
         return cache
 
+    def __len__(self) -> int:
+        return len(self.entries) if self.updates else self.table.num_rows
+
+    @property
+    def entries(self) -> dict[str, CachedHash]:
+        """Every entry as a dict (small caches, tests)."""
+        cols = [self.table.column(n).to_pylist() for n in CACHE_SCHEMA.names]
+        return {**dict(zip(cols[0], map(CachedHash, *cols[1:]))), **self.updates}
+
+    def _found(self, positions: pa.Array) -> list[CachedHash | None]:
+        stamps, sizes, shas = (pc.take(self.table.column(n), positions).to_pylist()
+                               for n in ("stamp", "size_bytes", "sha256"))
+        return [CachedHash(t, n, h) if h is not None else None for t, n, h in zip(stamps, sizes, shas)]
+
+    def entries_for(self, uris: list[str]) -> list[CachedHash | None]:
+        """The cached entry of each URI (whatever its stamp), None where there is none."""
+        found = self._found(pc.index_in(pa.array(uris, pa.string()), value_set=self.table.column("uri")))
+        return [self.updates.get(u, f) for u, f in zip(uris, found)]
+
+    def lookup_many(self, uris: list[str], stamps: list[str | None]) -> list[CachedHash | None]:
+        """For each (uri, stamp): the cached hash when ``stamp`` is the one it was computed under."""
+        if self._keys is None:
+            self._keys = pc.binary_join_element_wise(self.table.column("uri"), self.table.column("stamp"), "\0")
+        query = pc.binary_join_element_wise(pa.array(uris, pa.string()), pa.array(stamps, pa.string()), "\0")
+        positions = pc.index_in(query, value_set=self._keys)
+        sizes, shas = (pc.take(self.table.column(n), positions).to_pylist() for n in ("size_bytes", "sha256"))
+        out = []
+        for uri, stamp, size, sha in zip(uris, stamps, sizes, shas):
+            new = self.updates.get(uri) if self.updates else None
+            if new is not None:
+                out.append(new if new.stamp == stamp else None)
+            else:  # a hit's stamp is the one asked for: the query's string, not a copy
+                out.append(CachedHash(stamp, size, sha) if sha is not None else None)
+        return out
+
     def lookup(self, uri: str, stamp: str | None) -> CachedHash | None:
-        """The cached hash when ``stamp`` is the one it was computed under."""
-        if stamp is None:
-            return None
-        hit = self.entries.get(uri)
-        return hit if hit is not None and hit.stamp == stamp else None
+        """The cached hash of one source when ``stamp`` is the one it was computed under."""
+        return self.lookup_many([uri], [stamp])[0] if stamp is not None else None
 
     def update(self, rows: Iterable[tuple[str, str | None, int | None, str | None]]) -> None:
         """(uri, stamp, size, sha256) of sources hashed this run; rows without a stamp or hash are dropped."""
-        for uri, stamp, size, sha in rows:
-            if stamp is None or sha is None or size is None:
-                continue
-            new = CachedHash(stamp, size, sha)
-            if self.entries.get(uri) != new:
-                self.entries[uri] = new
+        new = {uri: CachedHash(stamp, size, sha) for uri, stamp, size, sha in rows
+               if stamp is not None and sha is not None and size is not None}
+        if not new:
+            return
+        uris = list(new)
+        for uri, old in zip(uris, self.entries_for(uris)):
+            if old != new[uri]:
+                self.updates[uri] = new[uri]
                 self.changed = True
 
     def save(self) -> bool:
         """Write the cache (hold the corpus lock); False when nothing changed."""
         if not self.changed:
             return False
-        uris = sorted(self.entries)
-        table = pa.table({
-            "uri": uris,
-            "stamp": [self.entries[u].stamp for u in uris],
-            "size_bytes": [self.entries[u].size_bytes for u in uris],
-            "sha256": [self.entries[u].sha256 for u in uris],
-        }, schema=CACHE_SCHEMA)
+        kept = self.table
+        if self.updates:
+            kept = kept.filter(pc.invert(pc.is_in(kept.column("uri"), value_set=pa.array(list(self.updates)))))
+        uris = list(self.updates)
+        added = pa.table({"uri": uris, "stamp": [self.updates[u].stamp for u in uris],
+                          "size_bytes": [self.updates[u].size_bytes for u in uris],
+                          "sha256": [self.updates[u].sha256 for u in uris]}, schema=CACHE_SCHEMA)
+        table = pa.concat_tables([kept, added]).sort_by("uri")
         write_parquet(self.layout, table, self.path)
-        self.changed = False
+        self.table, self.updates, self._keys, self.changed = table, {}, None, False
         return True
 
 

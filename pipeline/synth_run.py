@@ -27,7 +27,7 @@ from manifests.ledger import Ledger
 from manifests.lock import lock_corpus
 from manifests.storage import normalise
 from pipeline.progress import RunProgress
-from pipeline.run import _Committer, _early_row, add_finished, ensure_ray, new_run_id, stream_through_graph
+from pipeline.run import _Committer, add_finished, commit_early_rows, ensure_ray, new_run_id, stream_through_graph
 from pipeline.stage_order import SYNTHESIS
 from stages.base import RunContext
 from synthesis.dialogue import dialogue_id
@@ -114,11 +114,9 @@ def run_synthesis(inputs: list[str], corpus: str, out_dir: str | Path, cfg, *, r
         fingerprinted = [FingerprintedSource(s.uri, None, s.sha256, s.size_bytes, s.error) for s in sources]
         plan = plan_run(fingerprinted, ledger.index(config_hash), retry_failed)
         committer = _Committer(ledger, layout, run_id)
-        early = [_early_row(s, "skipped", why, corpus, run_id, config_hash) for s, why in plan.skipped]
-        early += [_early_row(s, "failed", why, corpus, run_id, config_hash) for s, why in plan.failed]
-        for row in early:  # a dialogue's id is its content hash's, not a recording id
-            row["recording_id"] = dialogue_id(row["sha256"]) if row["sha256"] and row["status"] != "failed" else None
-        committer.commit_rows(early)
+        # A dialogue's id is its content hash's, not a recording id; an unreadable one has none.
+        commit_early_rows(committer, plan, corpus, run_id, config_hash,
+                          lambda s: dialogue_id(s.sha256) if s.sha256 and not s.error else None)
         summary.skipped, summary.failed = len(plan.skipped), len(plan.failed)
         summary.failures = [(s.uri, why) for s, why in plan.failed]
         summary.processed = len(plan.process)

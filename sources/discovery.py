@@ -21,8 +21,8 @@ import hashlib
 import os
 import stat
 import posixpath
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from manifests.storage import Storage, describe_error, filesystem, is_remote, local_path, scheme
 
@@ -36,8 +36,7 @@ class InputError(ValueError):
     """An INPUT argument that names nothing usable."""
 
 
-@dataclass(frozen=True)
-class SourceRef:
+class SourceRef(NamedTuple):  # a tuple: a million of them per run at scale
     uri: str  # what the user named, normalised (absolute path for local files, else the URI)
     path: str | None  # what to read: a local path or an object URI; None when unreadable
     error: str | None = None  # set when the source cannot be read at all

@@ -83,6 +83,25 @@ def test_commit_then_index(tmp_path):
     assert ledger.index("other").done == {}
 
 
+def test_index_keeps_the_last_row_per_hash_and_looks_up_many(tmp_path):
+    layout = CorpusLayout(tmp_path, "c")
+    ledger = Ledger(layout)
+    rows = [{**_ledger_row(layout, "a", [], [], status="failed", sha="s1"), "run_id": "r1", "error": "old"},
+            {**_ledger_row(layout, "a", [], [], status="failed", sha="s1"), "run_id": "r2", "error": "new"},
+            {**_ledger_row(layout, "b", [], [], sha="s2"), "run_id": "r1"},
+            {**_ledger_row(layout, "b", [], [], sha="s2"), "run_id": "r3"},
+            {**_ledger_row(layout, "c", [], [], status="failed", sha="s3"), "run_id": "r1"},  # done later: not failed
+            {**_ledger_row(layout, "c", [], [], sha="s3"), "run_id": "r4"},
+            {**_ledger_row(layout, "d", [], [], status="failed", sha="s4"), "run_id": "r1", "error": None}]
+    for i, row in enumerate(rows):
+        ledger.commit(row["run_id"], i, [row])
+    idx = ledger.index("h")
+    assert idx.done == {"s2": "r3", "s3": "r4"}
+    assert idx.failed == {"s1": "new", "s4": "failed"}
+    assert idx.lookup(["s3", None, "s1", "zz", "s4"]) == (["r4", None, None, None, None],
+                                                         [None, None, "new", None, "failed"])
+
+
 def test_plan_run_skips_done_failed_and_duplicates():
     idx = LedgerIndex(done={"d": "run0"}, failed={"f": "boom"})
     srcs = [FingerprintedSource("/1", "/1", "d", 1), FingerprintedSource("/2", "/2", "f", 1),
