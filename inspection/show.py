@@ -21,6 +21,7 @@ from pathlib import Path
 import soundfile as sf
 
 from inspection.query import ManifestError, open_views, plain
+from sources.redact import redact_meta, redact_text
 
 MIN_SHA_PREFIX = 6
 _SEGMENT_LIST_COLUMNS = ["segment_id", "run_id", "config_hash", "start", "end", "duration", "speaker", "language",
@@ -110,10 +111,10 @@ def find(out_dir: str | Path, ident: str, corpus: str | None = None) -> Found:
         ).to_arrow_table().to_pylist()
         for row in ledger:
             if isinstance(row.get("source_meta"), str):  # a JSON column: shown as the object it holds
-                try:
-                    row["source_meta"] = json.loads(row["source_meta"])
+                try:  # redacted again: rows written before fetch redacted its URLs may hold credentials
+                    row["source_meta"] = redact_meta(json.loads(row["source_meta"]))
                 except ValueError:
-                    pass
+                    row["source_meta"] = redact_text(row["source_meta"])
         cols = ", ".join(f'"{c}"' for c in _SEGMENT_LIST_COLUMNS)
         segs = con.sql(
             f"SELECT {cols} FROM segments WHERE source_uri = ? ORDER BY run_id, start, segment_id", params=[uri]

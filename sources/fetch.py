@@ -28,6 +28,7 @@ import os
 import secrets
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,8 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from sources.redact import DEFAULT_SECRET_PARAMS, redact_meta, redact_text, redact_url
 
 log = logging.getLogger("refinery")
 
@@ -75,6 +78,11 @@ class FetchConfig(BaseModel):
                                            "known); None: no limit")
     concurrency: int = Field(2, ge=1, description="URLs fetched at the same time (one yt-dlp instance each)")
     socket_timeout_s: float = Field(30.0, gt=0, description="network timeout of one request")
+    secret_query_params: list[str] = Field(list(DEFAULT_SECRET_PARAMS), description="query parameters whose values "
+                                           "are credentials (names, case-insensitive): the download uses the full URL, "
+                                           "but what fetch prints, logs and stores (fetch log, sidecars, so the "
+                                           "ledger's source_meta) has these values replaced by REDACTED and any "
+                                           "user:password@ removed")
 
 
 class FetchInputError(ValueError):
@@ -89,7 +97,7 @@ class FetchRequest:
 
 @dataclass
 class FetchResult:
-    url: str  # the URL as requested
+    url: str  # the URL as requested, redacted (sources.redact.redact_url): no credentials
     status: Status
     item: str | None = None  # the item's own address inside a playlist/channel/feed, or its title
     path: str | None = None  # the media file, fetched or already there
@@ -145,10 +153,11 @@ def refuse_reason(url: str) -> str | None:
     return f"'{parsed.scheme}://' URLs are not fetched (only http:// and https://)"
 
 
-def expand_url_args(args: Sequence[str]) -> list[FetchRequest]:
+def expand_url_args(args: Sequence[str], secret_params: Sequence[str] | None = None) -> list[FetchRequest]:
     """URL arguments and ``@list.txt`` files (one URL a line, ``#`` comments) -> requests, each URL once.
 
-    Raises FetchInputError naming every argument or line that is not an http(s) URL.
+    Raises FetchInputError naming every argument or line that is not an http(s) URL (the
+    URLs redacted with ``secret_params``). The requests keep the full URLs, for the download.
     """
     requests: list[FetchRequest] = []
     refused: list[str] = []
@@ -170,7 +179,7 @@ def expand_url_args(args: Sequence[str]) -> list[FetchRequest]:
         why = refuse_reason(req.url)
         if why:
             where = "" if req.origin == "argument" else f" ({req.origin})"
-            refused.append(f"{req.url!r}{where}: {why}")
+            refused.append(f"{redact_url(req.url, secret_params)!r}{where}: {why}")
     if refused:
         raise FetchInputError("refused, nothing was fetched:\n  " + "\n  ".join(refused))
     seen: set[str] = set()
@@ -196,8 +205,12 @@ def sidecar_path(media_path: str | Path) -> Path:
     return media_path.with_name(media_path.name + SIDECAR_SUFFIX)
 
 
-def read_source_meta(path: str | None) -> str | None:
-    """The fetch sidecar of a local media file as compact JSON text, or None when it has none."""
+def read_source_meta(path: str | None, secret_params: Sequence[str] | None = None) -> str | None:
+    """The fetch sidecar of a local media file as compact JSON text, or None when it has none.
+
+    Every URL in it is redacted again (``secret_params``, default the default list): sidecars
+    written before fetch redacted its URLs never bring credentials into the ledger.
+    """
     if not path:
         return None
     try:
@@ -205,7 +218,8 @@ def read_source_meta(path: str | None) -> str | None:
     except (OSError, ValueError):  # no sidecar (the usual case), or a path that is not a local file
         return None
     try:
-        return json.dumps(json.loads(text), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        meta = redact_meta(json.loads(text), secret_params)
+        return json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     except ValueError:
         log.warning("ignoring unreadable source sidecar of %s", path)
         return None
@@ -269,7 +283,7 @@ def fetch(
     from manifests.lock import CorpusLock, CorpusLocked
 
     t0 = time.monotonic()
-    requests = expand_url_args(urls)
+    requests = expand_url_args(urls, cfg.secret_query_params)
     root = corpus_root(out_dir, corpus)
     fetch_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
     try:
@@ -332,7 +346,14 @@ class _Fetcher:
         self._log_lock = threading.Lock()
 
     def say(self, text: str) -> None:
-        self._say(text)
+        self._say(self.redact_text(text))  # every line for people: no URL leaves with its credentials
+
+    def shown(self, url: str) -> str:
+        """``url`` as it may be printed, logged or stored (the download itself uses the full URL)."""
+        return redact_url(url, self.cfg.secret_query_params)
+
+    def redact_text(self, text: Any) -> Any:
+        return redact_text(text, self.cfg.secret_query_params)
 
     # ---- yt-dlp ------------------------------------------------------------------------
     def _backoff(self, n: int) -> float:
@@ -363,7 +384,7 @@ class _Fetcher:
             "ratelimit": cfg.rate_limit_bytes_per_s,
             "max_filesize": cfg.max_filesize_bytes,
             "match_filter": match_filter,
-            "logger": _YtdlpLog(outcome),
+            "logger": _YtdlpLog(outcome, cfg.secret_query_params),
             "quiet": True,
             "noprogress": True,
             "updatetime": False,
@@ -377,18 +398,20 @@ class _Fetcher:
 
     # ---- one URL -----------------------------------------------------------------------
     def fetch_url(self, req: FetchRequest, index: int, total: int) -> list[FetchResult]:
-        prefix = f"[{index}/{total}] {req.url}"
+        prefix = f"[{index}/{total}] {self.shown(req.url)}"
         self.say(f"{prefix}: looking up")
         try:
             results = self._fetch_url(req, prefix)
         except Exception as exc:  # noqa: BLE001  (a bug or an unexpected yt-dlp error: this URL fails, others go on)
-            log.debug("fetch of %s crashed", req.url, exc_info=True)
-            results = [FetchResult(req.url, "failed", reason=f"unexpected error: {type(exc).__name__}: {exc}")]
+            log.debug("fetch of %s crashed: %s", self.shown(req.url), self.redact_text(traceback.format_exc()))
+            results = [FetchResult(self.shown(req.url), "failed",
+                                   reason=self.redact_text(f"unexpected error: {type(exc).__name__}: {exc}"))]
             self.say(f"{prefix}: failed: {results[0].reason}")
             self._log(results[0])
         return results
 
     def _fetch_url(self, req: FetchRequest, prefix: str) -> list[FetchResult]:
+        shown = self.shown(req.url)  # what the results say; the download uses req.url
         outcome = _Outcome()
         outcome.request_url = req.url
         results: list[FetchResult] = []
@@ -396,7 +419,7 @@ class _Fetcher:
             for unit in self._units(ydl, req, {"_type": "url", "url": req.url}, {}, 0, prefix, results):
                 results.append(self._download(ydl, outcome, req, unit, prefix))
         if not results:
-            results.append(self._finish(FetchResult(req.url, "failed", reason="nothing to fetch: the playlist is empty"),
+            results.append(self._finish(FetchResult(shown, "failed", reason="nothing to fetch: the playlist is empty"),
                                         prefix))
         return results
 
@@ -406,27 +429,28 @@ class _Fetcher:
 
         Failures and archive hits found on the way go straight into ``results``.
         """
+        shown = self.shown(req.url)  # what the results say; the download uses req.url
         kind = info.get("_type", "video")
         if depth > _MAX_DEPTH:
-            yield _Unit(info, extra, _label(info))
+            yield _Unit(info, extra, _label(info, self.cfg))
         elif kind == "url":  # resolve (without downloading) to see whether it is one item or many
             url, ie_key = info["url"], info.get("ie_key")
-            item = _label(info) if depth else None
+            item = _label(info, self.cfg) if depth else None
             why = _over_limit(info, self.cfg) if depth else None  # a flat playlist entry may state its duration
             if why:
-                results.append(self._finish(FetchResult(req.url, "failed", item=item, reason=why), prefix))
+                results.append(self._finish(FetchResult(shown, "failed", item=item, reason=why), prefix))
                 return
             try:
                 resolved, attempts = self._retrying(f"{prefix}: {item!r}" if item else prefix, lambda: ydl.extract_info(
                     url, ie_key=ie_key, download=False, process=False))
             except _Failure as f:
-                results.append(self._finish(FetchResult(req.url, "failed", item=item, reason=f.reason,
+                results.append(self._finish(FetchResult(shown, "failed", item=item, reason=f.reason,
                                                         attempts=f.attempts), prefix))
                 return
             if resolved is None:  # yt-dlp found its id in the archive before extracting
-                results.append(self._finish(FetchResult(req.url, "archived", item=item, attempts=attempts), prefix))
+                results.append(self._finish(FetchResult(shown, "archived", item=item, attempts=attempts), prefix))
             elif resolved.get("_type", "video") == "video":
-                yield _Unit(resolved, extra, _label(resolved), retry=(url, ie_key), tries_before=attempts - 1)
+                yield _Unit(resolved, extra, _label(resolved, self.cfg), retry=(url, ie_key), tries_before=attempts - 1)
             else:
                 yield from self._units(ydl, req, resolved, extra, depth + 1, prefix, results)
         elif kind in ("playlist", "multi_video", "compat_list"):
@@ -442,12 +466,13 @@ class _Fetcher:
                     sub_extra = {**extra, **{k: v for k, v in here.items() if v is not None}, "playlist_index": i}
                     yield from self._units(ydl, req, entry, sub_extra, depth + 1, prefix, results)
         else:  # a resolved video, or a url_transparent entry (yt-dlp resolves it and keeps the entry's fields)
-            yield _Unit(info, extra, _label(info))
+            yield _Unit(info, extra, _label(info, self.cfg))
 
     def _download(self, ydl, outcome: _Outcome, req: FetchRequest, unit: _Unit, prefix: str) -> FetchResult:
+        shown = self.shown(req.url)  # what the results say; the download uses req.url
         why = _over_limit(unit.info, self.cfg)  # a feed or playlist may state the duration: no request at all
         if why:
-            return self._finish(FetchResult(req.url, "failed", item=unit.label, reason=why), prefix)
+            return self._finish(FetchResult(shown, "failed", item=unit.label, reason=why), prefix)
         state = {"first": True}
 
         def attempt():
@@ -463,20 +488,20 @@ class _Fetcher:
         try:
             info, attempts = self._retrying(f"{prefix}: {unit.label!r}", attempt)
         except _Failure as f:
-            return self._finish(FetchResult(req.url, "failed", item=unit.label, reason=f.reason,
+            return self._finish(FetchResult(shown, "failed", item=unit.label, reason=f.reason,
                                             attempts=unit.tries_before + f.attempts), prefix)
         attempts += unit.tries_before
         if outcome.saved:
             path, meta = outcome.saved[-1]
-            return self._finish(FetchResult(req.url, "fetched", item=unit.label, path=path, attempts=attempts,
+            return self._finish(FetchResult(shown, "fetched", item=unit.label, path=path, attempts=attempts,
                                             meta=meta), prefix)
         if info is None or ydl.in_download_archive(info):
-            return self._finish(FetchResult(req.url, "archived", item=unit.label, attempts=attempts), prefix)
+            return self._finish(FetchResult(shown, "archived", item=unit.label, attempts=attempts), prefix)
         if outcome.rejected:
             reason = outcome.rejected
         else:
             reason = _reason_from_messages(outcome.messages) or "nothing was downloaded (no usable format)"
-        return self._finish(FetchResult(req.url, "failed", item=unit.label, reason=reason, attempts=attempts), prefix)
+        return self._finish(FetchResult(shown, "failed", item=unit.label, reason=reason, attempts=attempts), prefix)
 
     def _retrying(self, what: str, call: Callable[[], Any]) -> tuple[Any, int]:
         """Run ``call`` (a yt-dlp call); retry transient failures with backoff. Returns (result, attempts)."""
@@ -497,6 +522,7 @@ class _Fetcher:
 
     # ---- reporting ---------------------------------------------------------------------
     def _finish(self, result: FetchResult, prefix: str) -> FetchResult:
+        result.reason = self.redact_text(result.reason)  # yt-dlp's messages may quote the URL
         item = f" {result.item!r}" if result.item else ""
         if result.status == "fetched":
             meta = result.meta or {}
@@ -520,6 +546,7 @@ class _Fetcher:
             "reason": result.reason, "attempts": result.attempts, "logged_at": _now(),
             "source": result.meta,
         }
+        line = redact_meta(line, self.cfg.secret_query_params)
         text = json.dumps(line, ensure_ascii=False, sort_keys=False) + "\n"
         with self._log_lock:
             with open(self.log_path, "a", encoding="utf-8") as fh:
@@ -538,7 +565,7 @@ class _Fetcher:
         side = sidecar_path(path)
         if not info.get("__real_download", True) and side.exists():  # the file was already here
             try:
-                meta = json.loads(side.read_text(encoding="utf-8"))
+                meta = redact_meta(json.loads(side.read_text(encoding="utf-8")), self.cfg.secret_query_params)
                 outcome.saved.append((str(path), meta))
                 return meta
             except ValueError:
@@ -553,7 +580,7 @@ class _Fetcher:
         if limit is not None and audio.duration_s is not None and audio.duration_s > limit:
             _remove(path)
             raise _rejected(f"longer than the limit: {audio.duration_s:.0f} s > max_duration_s {limit:g} s")
-        meta = _source_meta(info, outcome.request_url, path, audio, duration)
+        meta = redact_meta(_source_meta(info, outcome.request_url, path, audio, duration), self.cfg.secret_query_params)
         tmp = side.with_name("." + side.name + ".tmp")
         tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, side)
@@ -561,11 +588,12 @@ class _Fetcher:
         return meta
 
 
-def _label(info: dict) -> str:
+def _label(info: dict, cfg: FetchConfig) -> str:
     from yt_dlp.utils import unsmuggle_url
 
     url = info.get("webpage_url") or info.get("url")
-    return str(info.get("title") or (unsmuggle_url(url)[0] if url else None) or info.get("id") or "item")
+    label = str(info.get("title") or (unsmuggle_url(url)[0] if url else None) or info.get("id") or "item")
+    return redact_text(label, cfg.secret_query_params)  # a URL as the label: shown and logged, so redacted
 
 
 def _over_limit(info: dict, cfg: FetchConfig) -> str | None:
@@ -716,10 +744,12 @@ def _source_meta(info: dict, request_url: str, path: Path, audio, duration: floa
 class _YtdlpLog:
     """yt-dlp's logger: keeps the last messages of the current item (failure reasons), debug-logs them."""
 
-    def __init__(self, outcome: _Outcome) -> None:
+    def __init__(self, outcome: _Outcome, secret_params: Sequence[str] | None = None) -> None:
         self.outcome = outcome
+        self.secret_params = secret_params
 
     def debug(self, msg: str) -> None:
+        msg = redact_text(msg, self.secret_params)  # "[generic] Extracting URL: http://user:pw@..."
         self.outcome.messages.append(msg)
         log.debug("yt-dlp: %s", msg)
 
