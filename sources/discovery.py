@@ -16,19 +16,27 @@ the decode stage).
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
+import logging
 import os
 import stat
 import posixpath
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from manifests.storage import Storage, describe_error, filesystem, is_remote, local_path, scheme
 
+log = logging.getLogger(__name__)
+
+# What a folder or a glob takes as media (a file named explicitly is taken whatever its name).
+# tests/test_discovery.py decodes a file of every extension here that this ffmpeg can write.
 MEDIA_EXTENSIONS = frozenset(
-    ".wav .wave .flac .mp3 .m4a .m4b .aac .ogg .oga .opus .webm .weba .mp4 .m4v .mkv .mka .mov .avi "
-    ".wma .wmv .aif .aiff .aifc .amr .3gp .ac3 .caf .ts .mpga .mp2 .au .snd .spx .sph .flv".split()
+    ".wav .wave .w64 .flac .mp3 .m4a .m4b .aac .ogg .oga .opus .webm .weba .mp4 .m4v .mkv .mka .mov .avi "
+    ".wma .wmv .aif .aiff .aifc .amr .3gp .ac3 .eac3 .caf .ts .mpga .mp2 .au .snd .spx .sph .flv .wv .tta "
+    ".voc .rm .rmvb .ra .ape .mpc .dts .gsm .dsf .tak .ogv .mts .m2ts".split()
 )
 
 
@@ -40,6 +48,23 @@ class SourceRef(NamedTuple):  # a tuple: a million of them per run at scale
     uri: str  # what the user named, normalised (absolute path for local files, else the URI)
     path: str | None  # what to read: a local path or an object URI; None when unreadable
     error: str | None = None  # set when the source cannot be read at all
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` cannot be a source (reading a FIFO or a device never ends,
+    or blocks for ever), None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return f"not a regular file: {kind}"
+
+
+def _irregular(path: str, mode: int) -> SourceRef:
+    return SourceRef(uri=os.path.abspath(path), path=None, error=not_regular(mode))
 
 
 def _local(path: Path | str, real_dirs: dict[str, str] | None = None, checked_link: bool = False) -> SourceRef:
@@ -72,11 +97,16 @@ def _from_uri(text: str, base: Path | str, real_dirs: dict[str, str] | None = No
     """One entry of a list file: a path (relative to the list's folder) or a URI, never expanded."""
     if text.startswith("/") and not isinstance(base, str):  # the common case at scale: an absolute path
         try:
-            is_link = stat.S_ISLNK(os.lstat(text).st_mode)
+            mode = os.lstat(text).st_mode
+            if stat.S_ISLNK(mode):
+                mode = os.stat(text).st_mode  # the link's target
+                is_link = True
+            else:
+                is_link = False
         except OSError:
-            is_link = None
-        if is_link is None or (is_link and not os.path.exists(text)):
             return SourceRef(uri=os.path.abspath(text), path=None, error="file not found")
+        if not stat.S_ISREG(mode):
+            return _irregular(text, mode)
         return _local(text, real_dirs, checked_link=not is_link)
     if is_remote(text):
         proto = scheme(text)
@@ -89,8 +119,12 @@ def _from_uri(text: str, base: Path | str, real_dirs: dict[str, str] | None = No
     path = local_path(text)
     if not path.is_absolute():
         path = Path(base) / path
-    if not path.exists():
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
         return SourceRef(uri=str(path), path=None, error="file not found")
+    if not stat.S_ISREG(mode):
+        return _irregular(str(path), mode)
     return _local(path, real_dirs)
 
 
@@ -154,13 +188,16 @@ def discover(inputs: list[str], storage: Storage = None) -> list[SourceRef]:
             item = str(local_path(item))
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_media(p) and not _hidden(p, path))
-            found.extend(_local(p, real_dirs) for p in files)
+            found.extend(_scan(path, sorted(path.rglob("*")), real_dirs, root=path))
         elif path.is_file():
             found.append(_local(path, real_dirs))
+        elif os.path.lexists(path) and not glob.has_magic(item):
+            found.append(_from_uri(str(path.absolute()), Path.cwd(), real_dirs))  # a FIFO, a device: a failed row
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            found.extend(_local(p, real_dirs) for p in matches if p.is_file() and _is_media(p))
+            if not matches:
+                raise InputError(f"input {item!r} matched no files")
+            found.extend(_scan(Path(item), matches, real_dirs, root=None))
         else:
             raise InputError(f"input {item!r} is not a file, a directory, a glob or an @list file")
     seen: set[str] = set()
@@ -170,6 +207,34 @@ def discover(inputs: list[str], storage: Storage = None) -> list[SourceRef]:
             seen.add(src.uri)
             unique.append(src)
     return unique
+
+
+def _scan(item: Path, entries: list[Path], real_dirs: dict[str, str], root: Path | None) -> list[SourceRef]:
+    """The media files among a folder's (``root``) or a glob's entries: regular files with a media
+    extension, not hidden under ``root``. A media-named FIFO or device becomes a failed source;
+    what else was left out is logged, by reason, so that nothing is skipped without a word."""
+    taken: list[SourceRef] = []
+    skipped: Counter[str] = Counter()
+    for p in entries:
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            skipped["unreadable or a broken link"] += 1
+            continue
+        if stat.S_ISDIR(mode):
+            continue
+        if root is not None and _hidden(p, root):
+            skipped["hidden (a name starting with '.')"] += 1
+        elif p.suffix.lower() not in MEDIA_EXTENSIONS:
+            skipped[f"extension {p.suffix.lower() or '(none)'} not taken as media"] += 1
+        elif not stat.S_ISREG(mode):
+            taken.append(_irregular(str(p), mode))
+        else:
+            taken.append(_local(p, real_dirs))
+    if skipped:
+        log.info("%s: left out %d file(s): %s (name a file, or list it in an @list file, to take it anyway)",
+                 item, sum(skipped.values()), "; ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
+    return taken
 
 
 def _hidden(path: PurePosixPath | Path, root: PurePosixPath | Path) -> bool:
@@ -185,7 +250,14 @@ def fingerprint(path: str, chunk: int = 1 << 20, storage: Storage = None) -> tup
         opener = fs.open(key, "rb", block_size=8 << 20, cache_type="readahead")
         chunk = 8 << 20
     else:
-        opener = open(path, "rb")
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer for ever (the file may have
+        # been swapped for one since discovery); the descriptor's own fstat says what it is.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        why = not_regular(os.fstat(fd).st_mode)
+        if why:
+            os.close(fd)
+            raise OSError(errno.EINVAL, why)
+        opener = os.fdopen(fd, "rb")
     with opener as fh:
         while block := fh.read(chunk):
             h.update(block)
