@@ -44,6 +44,7 @@ from pydantic import Field
 
 from manifests.params import Params
 from transcription.models import Precision
+from transcription.whisper_features import encoder_input
 
 SAMPLE_RATE = 16000
 
@@ -138,15 +139,10 @@ class WhisperLanguageId:
         self.batch_size = batch_size
 
     def probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
-        from faster_whisper.audio import pad_or_trim
-
-        fe = self.model.feature_extractor
         out: list[dict[str, float]] = []
         for start in range(0, len(audios), self.batch_size):
             chunk = audios[start : start + self.batch_size]
-            feats = np.stack([pad_or_trim(fe(np.ascontiguousarray(a[: fe.n_samples], dtype=np.float32))[..., :-1])
-                              for a in chunk])
-            encoded = self.model.encode(feats)
+            encoded = self.model.encode(encoder_input(self.model.feature_extractor, chunk))
             for result in self.model.model.detect_language(encoded):
                 out.append({token[2:-2]: float(prob) for token, prob in result})
         return out

@@ -41,6 +41,7 @@ import numpy as np
 
 from transcription.quality import compression_ratio, repeated_ngram
 from transcription.result import AsrResult
+from transcription.whisper_features import encoder_input
 
 SAMPLE_RATE = 16000
 WINDOW_S = 30.0
@@ -149,19 +150,13 @@ class WhisperTranscriber:
             out.extend(self._decode_batch(audios[start : start + size], tokenizer, settings))
         return out
 
-    def _features(self, audios: list[np.ndarray]) -> np.ndarray:
-        from faster_whisper.audio import pad_or_trim
-
-        fe = self.model.feature_extractor
-        return np.stack([pad_or_trim(fe(np.ascontiguousarray(a, dtype=np.float32))[..., :-1]) for a in audios])
-
     def _decode_batch(self, audios: list[np.ndarray], tokenizer: Any, s: DecodeSettings) -> list[AsrResult]:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         if not audios:
             return []
         m = self.model
-        encoder_output = m.encode(self._features(audios))
+        encoder_output = m.encode(encoder_input(m.feature_extractor, audios))
         prompt = m.get_prompt(tokenizer, previous_tokens=[], without_timestamps=True)
         generated = m.model.generate(
             encoder_output,
