@@ -5,6 +5,7 @@
     OUT/<corpus>/ledger/run=<run_id>/commit-NNNNN.parquet   committed ledger rows
     OUT/<corpus>/runs/<run_id>/config.yaml, summary.json    what each run used and did
     OUT/<corpus>/_staging/run=<run_id>/...                  shards written, not yet committed
+    OUT/<corpus>/quarantine/<time>/segments/...             files recovery found under segments/ unnamed
     OUT/<corpus>/.lock                                      held by the one running run
 
 Names starting with "_" or "." are skipped by pyarrow datasets and by `datasets`' globbing,
@@ -13,8 +14,8 @@ so nothing under _staging is ever read as data.
 On an object store (``--out s3://bucket/prefix``) there is no rename: shards are written
 straight under ``segments/run=<run_id>/part-<uuid>.parquet`` and are visible only when a
 committed ledger row names them, ``.lock`` is a lease object (see ``manifests.ledger`` and
-``manifests.lock``). Readers list an object store's shards from the ledger
-(``Ledger.shard_files``), never by globbing.
+``manifests.lock``). Readers take the shard list from the ledger (``Ledger.shard_files``),
+on a local output too, never by globbing: a file copied under ``segments/`` is no data.
 
 Paths are ``pathlib.Path`` on a local output (as before: callers may use pathlib on them)
 and ``PurePosixPath`` ``bucket/prefix/...`` on an object store; either way ``layout.fs``
@@ -130,6 +131,11 @@ class CorpusLayout:
     @property
     def staging_dir(self) -> PurePath:
         return self.root / "_staging"
+
+    @property
+    def quarantine_dir(self) -> PurePath:
+        """Where recovery moves files under the shard folder that no ledger row names."""
+        return self.root / "quarantine"
 
     @property
     def lock_path(self) -> PurePath:

@@ -74,9 +74,14 @@ REPLACES_KEY = b"refinery.replaces"
 class RecoveryReport:
     rolled_forward: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # where each unnamed shard file went
+    quarantine_dir: str | None = None
 
     def describe(self) -> str:
         parts = []
+        if self.quarantined:
+            parts.append(f"moved {len(self.quarantined)} file(s) under the shard folder that no ledger row names "
+                         f"to {self.quarantine_dir} (not part of the corpus)")
         if self.rolled_forward:
             parts.append(f"finished moving {len(self.rolled_forward)} committed shard(s) of an interrupted run")
         if self.discarded:
@@ -132,11 +137,10 @@ class Ledger:
         return dataset.to_table(columns=columns)
 
     def shard_files(self) -> list[PurePath]:
-        """The visible shards: on a local output those under ``segments/`` (moved there only
-        after their commit), on an object store those named by committed ledger rows."""
-        if self.layout.is_local:
-            return self.layout.files(self.layout.data_dir, "run=*/part-*.parquet")
-        named = {p for row in self.read(["shard_paths"]).to_pylist() for p in row["shard_paths"] or []}
+        """The visible shards: those committed ledger rows name, on a local output as on an object
+        store. Never a listing of ``segments/``: a copied file, or the shard of a commit that was
+        lost, is no data (recovery moves such files to ``quarantine/``)."""
+        named = pc.list_flatten(self.read(["shard_paths"]).column("shard_paths")).unique().to_pylist()
         return sorted(self.layout.abs(p) for p in named)
 
     def index(self, config_hash: str) -> "LedgerIndex":
@@ -260,9 +264,26 @@ class Ledger:
         for tmp in list(self.layout.data_dir.glob("run=*/.*.tmp")) if self.layout.data_dir.is_dir() else []:
             tmp.unlink()
             report.discarded.append(self.layout.rel(tmp))
-        if report.rolled_forward or report.discarded:
+        self._quarantine_unnamed({p for row in committed for p in (row["shard_paths"] or [])}, report)
+        if report.rolled_forward or report.discarded or report.quarantined:
             log.info("recovery: %s", report.describe())
         return report
+
+    def _quarantine_unnamed(self, named: set[str], report: RecoveryReport) -> None:
+        """Move every file under the shard folder that no committed row names (a copied shard, one
+        of a lost commit) out of it, so that nothing reads it as data; it is kept, not deleted."""
+        stray = [p for p in self.layout.files(self.layout.data_dir) if self.layout.rel(p) not in named]
+        if not stray:
+            return
+        target = Path(self.layout.quarantine_dir) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        for path in stray:
+            dst = target / self.layout.rel(path)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dst)
+            report.quarantined.append(self.layout.rel(path))
+        report.quarantine_dir = self.layout.rel(target)
+        log.warning("recovery: %d file(s) under %s named by no ledger row moved to %s", len(stray),
+                    self.layout.rel(self.layout.data_dir), report.quarantine_dir)
 
     def _recover_in_place(self) -> RecoveryReport:
         """Object store: delete every shard object that no committed ledger row names."""
