@@ -7,7 +7,9 @@ for enhancement; dropped by the executor when no later stage reads it), ``analys
 the quality stage, which makes decode keep it even with ``enhance.variants=enhanced``).
 
 A source that cannot be decoded keeps flowing with ``status='failed'`` and the reason, so
-the ledger records it and the run goes on. An object in a store (``s3://...``) is first
+the ledger records it and the run goes on; so does a source beyond the decode limits
+(``decode.min_source_rate_hz``, ``decode.max_duration_s``), refused before or while ffmpeg
+decodes it. An object in a store (``s3://...``) is first
 streamed to a local temporary file, removed when the decode is over whatever happens
 (probing and decoding read the input twice, and MP4/M4A with the index at the end need a
 seekable input; ``storage.temp_dir`` says where).
@@ -79,7 +81,8 @@ class DecodeStage(Stage):
                 raise DecodeError("empty file (0 bytes)")
             with _readable(row["path"], self.storage) as path:
                 audio = decode(path, self.params.sample_rate, non_finite=self.params.non_finite,
-                               timeout_s=self.params.timeout_s)
+                               timeout_s=self.params.timeout_s, min_source_rate_hz=self.params.min_source_rate_hz,
+                               max_duration_s=self.params.max_duration_s)
             out.update(
                 container=audio.info.container, codec=audio.info.codec,
                 source_sample_rate=audio.info.sample_rate, source_channels=audio.info.channels,

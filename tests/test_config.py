@@ -90,9 +90,10 @@ def test_cli_refuses_a_bad_override_naming_the_key(tmp_path):
 
 
 # The default config's hash, pinned: a change that moves it re-ingests every existing corpus,
-# so it must be deliberate (issue 11 moved it: CAM++, raw analysis, the quality stage, ...),
+# so it must be deliberate (issue 11 moved it: CAM++, raw analysis, the quality stage, ...;
+# issue 14: decode.max_duration_s 4 h and decode.min_source_rate_hz 1000 Hz),
 # and the golden file must be recorded with the same config.
-DEFAULT_CONFIG_HASH = "746aeac39e032d95"
+DEFAULT_CONFIG_HASH = "ec4404dcbf2c615b"
 
 
 def test_default_config_hash_is_pinned_and_the_golden_file_uses_it():
