@@ -184,7 +184,12 @@ def test_datasets_reads_a_shard_and_decodes_audio(first_run):
     out, _ = first_run
     # every shard of the run (which shard holds a kept, transcribed segment depends on the order
     # recordings finish in)
-    shards = sorted(str(p) for p in (out / "real" / "segments").glob("run=*/part-*.parquet"))
+    # as the README loads them: the shards the ledger names
+    from manifests.layout import CorpusLayout
+    from manifests.ledger import Ledger
+
+    shards = [str(p) for p in Ledger(CorpusLayout(out, "real")).shard_files()]
+    assert shards == sorted(str(p) for p in (out / "real" / "segments").glob("run=*/part-*.parquet"))
     ds = datasets.load_dataset("parquet", data_files=shards, split="train")
     row = ds[0]
     for column in ("audio", "audio_enhanced"):
