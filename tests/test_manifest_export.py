@@ -189,7 +189,17 @@ def test_a_recording_processed_again_exports_from_its_latest_run_only(out, kept,
     zh = zh.set_column(zh.schema.get_field_index("run_id"), "run_id", pa.array([later] * zh.num_rows))
     zh = zh.set_column(zh.schema.get_field_index("text"), "text", pa.array(["重新转写。"] * zh.num_rows))
     (copy / CORPUS / "segments" / f"run={later}").mkdir()
-    pq.write_table(zh, copy / CORPUS / "segments" / f"run={later}" / "part-00000.parquet")
+    shard = copy / CORPUS / "segments" / f"run={later}" / "part-00000.parquet"
+    pq.write_table(zh, shard)
+    # The later run's ledger row names its shard (a shard no ledger row names is no data).
+    from manifests.layout import CorpusLayout
+    from manifests.ledger import Ledger
+
+    layout = CorpusLayout(copy, CORPUS)
+    (zh_row,) = [r for r in Ledger(layout).read().to_pylist()
+                 if r["recording_id"] == zh.column("recording_id")[0].as_py()]
+    Ledger(layout).commit(later, 0, [{**zh_row, "run_id": later, "staged_paths": [],
+                                      "shard_paths": [layout.rel(shard)]}])
 
     result = _export(copy, tmp_path / "latest", "nemo")
     assert f"left out {zh.num_rows} matching segment(s)" in result.output
