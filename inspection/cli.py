@@ -251,8 +251,11 @@ def query_cmd(out_dir: str, sql: str, corpus: str | None, fmt: str, audio: bool,
             query.write_table(columns, [shown], out, width=shutil.get_terminal_size((160, 24)).columns)
             suffix = f"; first {table_cap} shown, use --limit or --format csv for more" if table_cap and len(rows) > table_cap else ""
             click.echo(f"{len(shown)} row(s){suffix}", err=True)
+    except duckdb.PermissionException as exc:  # the lockdown of query.open_views: files, extensions
+        raise click.ClickException(f"query refused: {query.one_line(str(exc))} (the query may read the views "
+                                   "only: no files, COPY, ATTACH, INSTALL or LOAD)") from None
     except (duckdb.Error, pa.ArrowException) as exc:
-        raise click.ClickException(f"query failed: {str(exc).strip()}") from None
+        raise click.ClickException(f"query failed: {query.one_line(str(exc))}") from None
 
 
 @manifest.command("verify")

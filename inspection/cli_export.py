@@ -19,11 +19,11 @@ EXPORT_FORMATS = FORMATS + ("messages",)  # messages: dialogue corpora (inspecti
 @contextmanager
 def _as_click_errors():
     from inspection.export import ExportError
-    from inspection.query import ManifestError
+    from inspection.query import ManifestError, RefusedSQL
 
     try:
         yield
-    except (ExportError, ManifestError) as exc:
+    except (ExportError, ManifestError, RefusedSQL) as exc:
         raise click.ClickException(str(exc)) from None
 
 

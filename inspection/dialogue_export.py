@@ -47,7 +47,7 @@ from manifests.layout import CorpusLayout
 from manifests.schema import DIALOGUE_SCHEMA, with_hf_metadata
 from inspection.export import (FORMATS, MANIFEST_FILE, ExportError, _audio_info, _check_destination, _HfWriter,
                                _swap_into_place)
-from inspection.query import select_corpora
+from inspection.query import check_where, one_line, select_corpora
 
 DIALOGUE_FORMATS = ("hf", "messages")
 SEGMENT_ONLY_FORMATS = tuple(f for f in FORMATS if f not in DIALOGUE_FORMATS)
@@ -122,13 +122,7 @@ def _rows(con, sql: str, where: str | None) -> list[tuple]:
         return con.sql(sql).fetchall()
     except duckdb.Error as exc:
         hint = f" (in --where {where!r})" if where else ""
-        raise ExportError(f"cannot select dialogue turns{hint}: {_one_line(str(exc))}") from None
-
-
-def _one_line(text: str) -> str:
-    """A DuckDB error on one line, without the echo of the query (its LINE n: / ^ lines)."""
-    lines = [line.strip() for line in text.splitlines()]
-    return " ".join(line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"})
+        raise ExportError(f"cannot select dialogue turns{hint}: {one_line(str(exc))}") from None
 
 
 @dataclass
@@ -268,7 +262,7 @@ def export_dialogues(
 ) -> DialogueExportResult:
     """Write the selected dialogues of the dialogue corpora under OUT (or the one named) under
     ``dest`` in format ``fmt``; see the module docstring. ``progress(turns, seconds)`` after each
-    batch. Raises ExportError (and ManifestError) with a message for the user."""
+    batch. Raises ExportError (and ManifestError, RefusedSQL) with a message for the user."""
     from inspection.query import open_views  # duckdb: imported when used
 
     if fmt not in DIALOGUE_FORMATS:
@@ -278,6 +272,7 @@ def export_dialogues(
         raise ExportError("--format messages holds kept dialogues only; --all works with --format hf (every turn row)")
     if shard_mb <= 0:
         raise ExportError("shard size must be > 0 MB")
+    check_where(where)
     if export_kind(out_dir, corpus, fmt)[0] != "dialogues":
         raise ExportError(f"--format {fmt}: {f'corpus {corpus!r}' if corpus else out_dir} holds no dialogue corpus")
     dest = Path(dest).absolute()

@@ -429,9 +429,9 @@ def export(
     """Write the selected segments under ``dest`` in format ``fmt``; see the module docstring.
 
     ``progress(segments, seconds)`` is called after each batch. Raises ExportError (and
-    ManifestError from open_views) with a message for the user.
+    ManifestError from open_views, RefusedSQL from check_where) with a message for the user.
     """
-    from inspection.query import open_views  # duckdb: imported when used, not by every `refinery` command
+    from inspection.query import check_where, open_views  # duckdb: imported when used, not by every `refinery` command
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
@@ -439,6 +439,7 @@ def export(
         raise ExportError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
     if shard_mb <= 0:
         raise ExportError("shard size must be > 0 MB")
+    check_where(where)
     dest = Path(dest).absolute()
     _check_destination(dest, overwrite)
     audio_col = VARIANTS[variant]

@@ -10,6 +10,10 @@
 The segment and ledger views are pyarrow datasets registered with DuckDB: DuckDB scans
 them batch by batch, with column projection and filter pushdown, so a corpus larger
 than memory works (nothing is read until a query runs, and then only what it needs).
+
+User SQL (``refinery manifest query``, ``export --where``) sees these views and nothing else:
+once they are registered the connection is locked down (no file access, no extensions, no
+SET), and a ``--where`` must be one SQL expression (``check_where``).
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ RUNS_SCHEMA = pa.schema(
 
 class ManifestError(ValueError):
     """Nothing to read where the caller pointed (no such corpus, empty output directory)."""
+
+
+class RefusedSQL(ValueError):
+    """User SQL refused before it runs: a --where that is not one SQL expression."""
 
 
 def select_corpora(out_dir: str | Path, corpus: str | None = None) -> list[str]:
@@ -212,7 +220,58 @@ def open_views(out_dir: str | Path, corpus: str | None = None, include_audio: bo
     con.register("dialogues", dialogues_dataset(out_dir, names, include_audio))
     con.register("ledger", ledger_dataset(out_dir, names))
     con.register("runs", runs_table(out_dir, names))
+    _lock_down(con)
     return con
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Keep user SQL inside the views: no reading or writing files (read_*, COPY, ATTACH, EXPORT),
+    no INSTALL or LOAD of extensions, and no SET or RESET that would undo this.
+
+    Called once the views are registered. They still work afterwards: they are pyarrow datasets,
+    read by pyarrow rather than through DuckDB's file system, which is what external access gates
+    (DuckDB still spills to its temp directory when a query outgrows memory).
+    """
+    have = {name for (name,) in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
+    for name in ("autoinstall_known_extensions", "autoload_known_extensions"):  # not in every DuckDB version
+        if name in have:
+            con.execute(f"SET {name} = false")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")  # last: from here on no setting can change
+
+
+def check_where(where: str | None) -> None:
+    """Refuse (RefusedSQL) a --where that is not one SQL expression.
+
+    The exports splice it into their own SELECTs (``WHERE (<where>) ...``), so a `;` would start
+    a statement of its own and a `)` could close the condition early (``TRUE) UNION SELECT ...``).
+    """
+    if not where or not where.strip():
+        return
+    if _semicolon_outside_strings(where):
+        raise RefusedSQL(f"refused --where {where!r}: it holds a ';' outside a string literal "
+                         "(--where takes one SQL condition, not statements)")
+    try:
+        duckdb.SQLExpression(where)  # exactly one expression: no second statement, FROM, UNION, ORDER BY
+        # ... and it stays inside the parentheses it is spliced into (a `--` comment would swallow them)
+        statements = duckdb.extract_statements(f"SELECT 1 WHERE ({where})")
+    except duckdb.Error as exc:
+        raise RefusedSQL(f"refused --where {where!r}: not one SQL condition ({one_line(str(exc))})") from None
+    if len(statements) != 1:
+        raise RefusedSQL(f"refused --where {where!r}: not one SQL condition")
+
+
+def _semicolon_outside_strings(sql: str) -> bool:
+    tokens = duckdb.tokenize(sql)  # (start offset, kind) per token
+    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    return any(";" in sql[start:end] for (start, kind), end in zip(tokens, ends)
+               if kind != duckdb.token_type.string_const)
+
+
+def one_line(text: str) -> str:
+    """A DuckDB error on one line, without the echo of the query (its LINE n: / ^ lines)."""
+    lines = [line.strip() for line in text.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"})
 
 
 # ---- results ----------------------------------------------------------------------------------
