@@ -139,17 +139,22 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = _Site(tmp_path_factory.mktemp("site"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, site))
+def serve(site, handler):
+    """Serve ``site`` with ``handler`` on a free local port until the generator is closed."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, site))
     server.daemon_threads = True
     site.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield site
-    server.shutdown()
-    server.server_close()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield site
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    yield from serve(_Site(tmp_path_factory.mktemp("site")), _Handler)
 
 
 GOOD = ["talk.webm", "feed.xml", "page.html"]

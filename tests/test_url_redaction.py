@@ -7,9 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,7 +17,7 @@ from pipeline.cli import main as cli
 from pipeline.config import load_config
 from sources.fetch import FetchInputError, expand_url_args, read_source_meta
 from sources.redact import DEFAULT_SECRET_PARAMS, REDACTED, redact_meta, redact_text, redact_url
-from tests.test_fetch import FAST, _Handler, _Site
+from tests.test_fetch import FAST, _Handler, _Site, serve
 
 USER, PASSWORD, TOKEN = "user", "pass", "secret123"
 SECRETS = (PASSWORD, TOKEN, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
@@ -137,15 +134,7 @@ class _AuthHandler(_Handler):
 
 @pytest.fixture(scope="module")
 def auth_site(tmp_path_factory):
-    site = _Site(tmp_path_factory.mktemp("site"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_AuthHandler, site))
-    server.daemon_threads = True
-    site.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield site
-    server.shutdown()
-    server.server_close()
+    yield from serve(_Site(tmp_path_factory.mktemp("site")), _AuthHandler)
 
 
 def _secret_url(site: _Site, path: str) -> str:
