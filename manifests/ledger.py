@@ -261,18 +261,22 @@ class Ledger:
         for tmp in list(self.layout.ledger_dir.glob("run=*/.*.tmp")) if self.layout.ledger_dir.is_dir() else []:
             tmp.unlink()
             report.discarded.append(self.layout.rel(tmp))
-        for tmp in list(self.layout.data_dir.glob("run=*/.*.tmp")) if self.layout.data_dir.is_dir() else []:
-            tmp.unlink()
-            report.discarded.append(self.layout.rel(tmp))
-        self._quarantine_unnamed({p for row in committed for p in (row["shard_paths"] or [])}, report)
+        self._clear_shard_folder({p for row in committed for p in (row["shard_paths"] or [])}, report)
         if report.rolled_forward or report.discarded or report.quarantined:
             log.info("recovery: %s", report.describe())
         return report
 
-    def _quarantine_unnamed(self, named: set[str], report: RecoveryReport) -> None:
-        """Move every file under the shard folder that no committed row names (a copied shard, one
-        of a lost commit) out of it, so that nothing reads it as data; it is kept, not deleted."""
-        stray = [p for p in self.layout.files(self.layout.data_dir) if self.layout.rel(p) not in named]
+    def _clear_shard_folder(self, named: set[str], report: RecoveryReport) -> None:
+        """One listing of the shard folder: a writer's temporary file is deleted; every other file
+        no committed row names (a copied shard, one of a lost commit) is moved out, so that
+        nothing reads it as data; it is kept, not deleted."""
+        stray = []
+        for path in self.layout.files(self.layout.data_dir):
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                Path(path).unlink()
+                report.discarded.append(self.layout.rel(path))
+            elif self.layout.rel(path) not in named:
+                stray.append(path)
         if not stray:
             return
         target = Path(self.layout.quarantine_dir) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

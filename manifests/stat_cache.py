@@ -89,9 +89,6 @@ class StatCache:
             cache.changed = True
         return cache
 
-    def __len__(self) -> int:
-        return len(self.entries) if self.updates else self.table.num_rows
-
     @property
     def entries(self) -> dict[str, CachedHash]:
         """Every entry as a dict (small caches, tests)."""
