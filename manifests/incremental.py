@@ -1,7 +1,8 @@
 """Incremental ingestion: which sources a run must process, given the ledger.
 
 A source is skipped when its content hash is already ``done`` under the same config hash
-(whatever its path now), or when it failed before and ``retry_failed`` is off. Two inputs
+(whatever its path now), or when it failed before and ``retry_failed`` is off (a source that
+changed between its hash and its decode did not fail for its content: it is never skipped). Two inputs
 with the same content in one run are processed once; the other is skipped as a duplicate.
 Everything else is processed. Every source gets exactly one ledger row per run.
 """
@@ -12,6 +13,15 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from manifests.ledger import LedgerIndex
+
+
+# The reason of a source that changed between its hash and its decode: not the content's fault,
+# so not a failure that sticks (a rerun hashes it again and processes whatever it holds then).
+CHANGED_WHILE_READ = "changed while being read"
+
+
+def is_transient(error: str) -> bool:
+    return error.startswith(CHANGED_WHILE_READ)
 
 
 class FingerprintedSource(NamedTuple):  # a tuple: a million of them per run at scale
@@ -47,7 +57,7 @@ def plan_run(sources: list[FingerprintedSource], index: LedgerIndex, retry_faile
         if src.sha256 in first_uri_of:
             plan.skipped.append((src, f"same content as {first_uri_of[src.sha256]} in this run"))
             continue
-        if failure is not None and not retry_failed:
+        if failure is not None and not retry_failed and not is_transient(failure):
             plan.skipped.append((src, f"failed before ({failure}); use --retry-failed to try again"))
             continue
         first_uri_of[src.sha256] = src.uri

@@ -163,3 +163,9 @@ def source_stamp(path: str, storage: Any = None) -> str | None:
         return local_stamp(os.stat(path))
     except Exception:  # noqa: BLE001 - unreadable: hashing it reports the reason
         return None
+
+
+def changed_since(path: str, stamp: str | None, storage: Any = None) -> bool:
+    """Whether the file (or object) at ``path`` is no longer the one whose stamp was ``stamp``
+    (taken before its content hash was read). A missing stamp says nothing: False."""
+    return stamp is not None and source_stamp(path, storage) != stamp

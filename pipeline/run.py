@@ -322,8 +322,12 @@ def run_pipeline(
         summary.processed = len(plan.process)
         if plan.process:
             log.info("processing %d source(s); %d skipped, %d unreadable", len(plan.process), len(plan.skipped), len(plan.failed))
+            # The stamp each hash was computed under: decode refuses a source that changed since.
+            cached = cache.entries_for([s.uri for s in plan.process])
             items = [{"source_uri": s.uri, "path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes,
-                      "recording_id": recording_id(s.uri, s.sha256)} for s in plan.process]
+                      "recording_id": recording_id(s.uri, s.sha256),
+                      "stamp": c.stamp if c is not None and c.sha256 == s.sha256 else None}
+                     for s, c in zip(plan.process, cached)]
             ensure_ray(cfg.ray)  # only now: a rerun with nothing to do starts no Ray at all
             finished = stream_through_graph(items, PIPELINE, cfg, run, committer, progress, cfg.ray.fuse_model_stages)
             add_finished(summary, finished)

@@ -25,7 +25,10 @@ import numpy as np
 
 from audio_io.decode import DecodeError, DecodeParams, check_duration, decode
 from audio_io.signals import ANALYSIS_RATE, analysis_signal, encode_variant
-from manifests.storage import Storage, StorageConfig, describe_error, local_copy
+from manifests.incremental import CHANGED_WHILE_READ
+from manifests.stat_cache import changed_since
+from manifests.storage import Storage, StorageConfig, describe_error, is_remote, local_copy
+from sources.discovery import fingerprint
 from stages.base import Placement, Resources, RunContext, Section, Stage
 from stages.enhance import EnhanceSection
 from stages.output import OutputSection
@@ -58,7 +61,7 @@ class DecodeStage(Stage):
 
     @classmethod
     def inputs(cls) -> tuple[str, ...]:
-        return ("path", "size_bytes")
+        return ("path", "size_bytes", "sha256", "stamp")
 
     @classmethod
     def outputs(cls) -> tuple[str, ...]:
@@ -79,7 +82,10 @@ class DecodeStage(Stage):
         try:
             if row.get("size_bytes") == 0:
                 raise DecodeError("empty file (0 bytes)")
+            self.check_unchanged(row, row["path"])
             with _readable(row["path"], self.storage) as path:
+                if is_remote(row["path"]) and not row.get("stamp"):
+                    self.check_unchanged(row, path)  # a store without versions: hash the copy decoded
                 audio = decode(path, self.params.sample_rate, non_finite=self.params.non_finite,
                                timeout_s=self.params.timeout_s, min_source_rate_hz=self.params.min_source_rate_hz,
                                max_duration_s=self.params.max_duration_s)
@@ -91,6 +97,7 @@ class DecodeStage(Stage):
             if audio.non_finite_replaced:
                 out["warning"] = f"{audio.non_finite_replaced} non-finite samples replaced by zero"
             check_duration(audio, self.params)
+            self.check_unchanged(row, row["path"])  # what ffmpeg read is what was hashed
             out["samples"] = audio.samples
             if self.make_analysis:
                 out["analysis"] = analysis_signal(audio.samples, audio.sample_rate)
@@ -102,6 +109,20 @@ class DecodeStage(Stage):
         except Exception as exc:  # noqa: BLE001 - any surprise becomes a failed row, not a dead job
             out.update(status="failed", error=f"unexpected decode error: {type(exc).__name__}: {exc}")
         return out
+
+
+    def check_unchanged(self, row: dict, path: str) -> None:
+        """Fail the source if it is no longer the content its ``sha256`` was computed from: the
+        segments would be stored under a hash of other bytes, and the next run would ingest the
+        new content a second time. Local files and versioned objects: their stamp (taken before
+        the hash read) must still hold; ``path`` a local copy: its bytes are hashed again."""
+        if row["path"] == path:
+            moved = changed_since(path, row.get("stamp"), self.storage)
+        else:
+            moved = row.get("sha256") is not None and fingerprint(path)[0] != row["sha256"]
+        if moved:
+            raise DecodeError(f"{CHANGED_WHILE_READ}: {row['path']} was modified or replaced after it was hashed; "
+                              f"the next run hashes it again")
 
 
 @contextmanager
