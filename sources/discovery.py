@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from manifests.storage import Storage, describe_error, filesystem, is_remote, local_path, scheme
+from sources.fetch import sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def _scan(item: Path, entries: list[Path], real_dirs: dict[str, str], root: Path
             continue
         if stat.S_ISDIR(mode):
             continue
-        if root is not None and _hidden(p, root):
+        if root is not None and _hidden(p, root) and not _fetched(p, root):
             skipped["hidden (a name starting with '.')"] += 1
         elif p.suffix.lower() not in MEDIA_EXTENSIONS:
             skipped[f"extension {p.suffix.lower() or '(none)'} not taken as media"] += 1
@@ -239,6 +240,13 @@ def _scan(item: Path, entries: list[Path], real_dirs: dict[str, str], root: Path
 
 def _hidden(path: PurePosixPath | Path, root: PurePosixPath | Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _fetched(path: Path, root: Path) -> bool:
+    """A file `refinery fetch` saved (its sidecar is beside it) whose only hidden part is its own
+    name: a video id may start with '.', and such a download is media like any other."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parent.parts) \
+        and sidecar_path(path).is_file()
 
 
 def fingerprint(path: str, chunk: int = 1 << 20, storage: Storage = None) -> tuple[str, int]:

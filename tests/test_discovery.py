@@ -21,6 +21,7 @@ from pipeline.cli import main as cli
 from pipeline.config import load_config
 from pipeline.run import run_pipeline
 from sources.discovery import MEDIA_EXTENSIONS, discover, fingerprint
+from sources.fetch import sidecar_path
 
 FIFO_REASON = "not a regular file: a named pipe (FIFO)"
 
@@ -109,6 +110,21 @@ def test_a_folder_scan_logs_what_it_left_out(tmp_path, caplog):
     assert "left out 3 file(s)" in message
     assert "1 extension .txt not taken as media" in message and "1 extension .json not taken as media" in message
     assert "1 hidden" in message
+
+
+def test_a_fetched_file_whose_id_starts_with_a_dot_is_media(tmp_path):
+    """`refinery fetch` names a download by its id, and an id may start with '.': with its sidecar
+    beside it the file is taken; a hidden file without one, or under a hidden folder, is not."""
+    media = tmp_path / "media" / "youtube"
+    media.mkdir(parents=True)
+    (media / ".x9Kd-abc.m4a").write_bytes(b"audio")
+    sidecar_path(media / ".x9Kd-abc.m4a").write_text('{"id": ".x9Kd-abc"}')
+    (media / ".DS_Store.wav").write_bytes(b"junk")
+    (tmp_path / "media" / ".trash").mkdir()
+    (tmp_path / "media" / ".trash" / "old.wav").write_bytes(b"audio")
+    sidecar_path(tmp_path / "media" / ".trash" / "old.wav").write_text("{}")
+    found = discover([str(tmp_path / "media")])
+    assert [Path(s.uri).name for s in found] == [".x9Kd-abc.m4a"]
 
 
 def test_every_media_extension_decodes(tmp_path):
