@@ -39,6 +39,7 @@ class Benchmark:
     description: str
     needs_decoded: bool = False  # the parent decodes the input once and hands the signal over
     rss_key: str = "peak_rss_mib"  # what the peak RSS of the benchmark's own process is called
+    timeout_s: float = 600.0  # its child process is stopped after this long
 
 
 BENCHMARKS: dict[str, Benchmark] = {}

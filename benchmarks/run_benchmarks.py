@@ -52,11 +52,10 @@ import benchmarks.bench_diarization  # noqa: E402,F401
 import benchmarks.bench_enhancement  # noqa: E402,F401
 import benchmarks.bench_synthesis  # noqa: E402,F401
 import benchmarks.bench_scale  # noqa: E402,F401
+import benchmarks.bench_soak  # noqa: E402,F401
 from benchmarks.harness import BENCHMARKS, Context, peak_rss_mib  # noqa: E402
 from benchmarks.inputs import INPUT_RATE, SHARED_REAL, build_input, decode_for_children, split_input  # noqa: E402
 from benchmarks.report import describe_comparison, machine_info, print_table, streaming_over_sequential  # noqa: E402
-
-CHILD_TIMEOUT_S = 600
 
 
 # ---- running ----------------------------------------------------------------------------
@@ -85,7 +84,7 @@ def run_in_fresh_process(name: str, ctx: Context, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         try:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=CHILD_TIMEOUT_S)
+            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=BENCHMARKS[name].timeout_s)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
@@ -94,7 +93,7 @@ def run_in_fresh_process(name: str, ctx: Context, out: Path) -> dict[str, Any]:
     if rc == 0 and result_path.exists():
         return {**json.loads(result_path.read_text()), "date": date, "log": str(log_path)}
     tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-    why = f"timed out after {CHILD_TIMEOUT_S} s" if rc is None else f"exit status {rc}"
+    why = f"timed out after {BENCHMARKS[name].timeout_s:.0f} s" if rc is None else f"exit status {rc}"
     return {"error": f"{why} after {wall:.0f} s; see {log_path}\n" + "\n".join(tail), "date": date, "log": str(log_path)}
 
 
