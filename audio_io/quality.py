@@ -56,6 +56,19 @@ pause within its context (continuous speech or music) finds its floor in quiet s
 and errs low; reverberation is not noise to it. It ranks segments of one recording well
 and segments of different recordings roughly; it is no substitute for a reference-based
 SNR. Its cost is negligible (19 ms for the call's 7 segments, resampling included).
+
+**Noise floor** (``noise_floor_dbfs``): that same floor ``N`` in dBFS (-100 for a floor of
+digital silence). It catches bytes that are not PCM read as PCM (a mu-law, A-law or
+compressed stream behind a PCM WAV header): they decode to full-scale noise, every 20 ms
+frame near -5 dBFS (uniform samples: -4.8 dBFS), with no pause and no dynamics, on which
+Whisper still writes fluent, often repeated sentences. A recording of speech always has
+quieter frames between syllables and words, so a floor above ``max_noise_floor_dbfs``
+(-12 dBFS) drops the segment, on by default. Measured per segment: mu-law bytes of 13 of the
+shared real clips read as 8- or 16-bit PCM, -6.1 to -6.7 dBFS; the real clips themselves
+(clean, noisy down to 0 dB SNR, meetings, telephone, a broadcast over music), -19.0 dBFS at
+the loudest (that broadcast; all others below -27). The SNR estimate and DNSMOS do not
+separate the two (the broadcast: SNR 1.5 dB, OVRL 1.1; garbage: SNR 0 dB, OVRL 1.4 and 1.7),
+nor does Whisper's confidence (avg log-prob -0.5 to -0.99 on garbage, as on meeting speech).
 """
 
 from __future__ import annotations
@@ -79,7 +92,7 @@ SNR_FRAME_S = 0.02
 SNR_RANGE_DB = (0.0, 60.0)
 SILENT_POWER = 1e-10  # -100 dBFS: below it a frame is digital silence (PCM_16 quantisation noise: -101 dBFS)
 SPEECH_ABOVE_FLOOR = 2.0  # a speech frame has more than twice (3 dB over) the noise power
-FIGURES = ("snr_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
+FIGURES = ("snr_db", "noise_floor_dbfs", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
 
 # Polynomial fits of speechmos' DNSMOS.get_polyfit_val (non-personalised), raw model output -> MOS.
 _POLY_SIG = np.poly1d([-0.08397278, 1.22083953, 0.0052439])
@@ -88,11 +101,13 @@ _POLY_OVR = np.poly1d([-0.06766283, 1.11546468, 0.04602535])
 
 
 class QualityParams(Params):
-    """Quality figures of the kept segments, on the raw audio; optional thresholds (off by default).
+    """Quality figures of the kept segments, on the raw audio, and thresholds on them.
 
     Emilia-Pipe (He et al. 2024) keeps segments with DNSMOS P.835 OVRL >= 3.0; set
-    ``min_dnsmos_ovrl: 3.0`` for the same rule. A segment below a threshold is dropped
-    (kept=false) with ``quality: <figure> < <threshold> (quality.<key>)``.
+    ``min_dnsmos_ovrl: 3.0`` for the same rule (off by default, as is ``min_snr_db``). A
+    segment below a threshold is dropped (kept=false) with ``quality: <figure> < <threshold>
+    (quality.<key>)``. ``max_noise_floor_dbfs`` is on by default: it drops only full-scale
+    noise, which no speech recording is (module docstring).
     """
 
     snr: bool = Field(True, description="compute snr_db")
@@ -107,6 +122,11 @@ class QualityParams(Params):
                                           "OVRL (Emilia-Pipe: 3.0); None: no threshold")
     min_snr_db: float | None = Field(None, description="drop kept segments with a lower SNR estimate; None: no "
                                      "threshold")
+    # On by default: bytes read as PCM (mu-law behind a PCM header, say) measure -6 dBFS, real speech
+    # recordings -19 dBFS at the loudest (module docstring); -12 leaves 6-7 dB to either side.
+    max_noise_floor_dbfs: float | None = Field(-12.0, le=0, description="drop kept segments whose noise floor "
+                                               "(10th percentile of 20 ms frame powers, segment +- snr_context_s) "
+                                               "is higher: full-scale noise, not a recording; None: no threshold")
 
     @model_validator(mode="after")
     def _threshold_needs_its_figure(self) -> "QualityParams":
@@ -238,14 +258,25 @@ def frame_powers(audio: np.ndarray, sample_rate: int = QUALITY_RATE) -> np.ndarr
     return out
 
 
+def noise_floor(context: np.ndarray, noise_percentile: float = 10.0) -> float:
+    """Noise power of frame powers ``context``: their ``noise_percentile`` percentile, frames of
+    digital silence left out; ``SILENT_POWER`` at least (and for no audible frame)."""
+    audible = context[context > SILENT_POWER]
+    noise = float(np.percentile(audible, noise_percentile)) if len(audible) else SILENT_POWER
+    return max(noise, SILENT_POWER)
+
+
+def power_dbfs(power: float) -> float:
+    """A frame power (variance of samples in [-1, 1]) in dBFS, rounded to 0.01 dB."""
+    return round(10.0 * math.log10(power), 2)
+
+
 def snr_from_frames(segment: np.ndarray, context: np.ndarray, noise_percentile: float = 10.0) -> float | None:
     """SNR estimate in dB of a segment's frame powers, the noise floor taken from ``context``
     (frame powers that include the segment's); None when the segment has no frame."""
     if len(segment) == 0:
         return None
-    audible = context[context > SILENT_POWER]
-    noise = float(np.percentile(audible, noise_percentile)) if len(audible) else SILENT_POWER
-    noise = max(noise, SILENT_POWER)
+    noise = noise_floor(context, noise_percentile)
     speech = segment[segment > SPEECH_ABOVE_FLOOR * noise]
     lo, hi = SNR_RANGE_DB
     if len(speech) == 0:
@@ -264,15 +295,19 @@ def snr_db(audio: np.ndarray, sample_rate: int, noise_percentile: float = 10.0) 
 
 def segment_figures(audio: np.ndarray, sample_rate: int, spans: Sequence[tuple[float, float]],
                     params: QualityParams, scorer: DnsmosP835 | None) -> list[dict[str, float | None]]:
-    """``{snr_db, dnsmos_ovrl, dnsmos_sig, dnsmos_bak}`` for each (start, end) span, in seconds,
-    of one recording's raw signal (any rate; mono, within [-1, 1] such as decoded PCM).
+    """``{snr_db, noise_floor_dbfs, dnsmos_ovrl, dnsmos_sig, dnsmos_bak}`` for each (start, end)
+    span, in seconds, of one recording's raw signal (any rate; mono, within [-1, 1] such as
+    decoded PCM).
 
-    A figure that is off in ``params`` (or a span with no samples) is None; DNSMOS needs ``scorer``.
+    A figure that is off in ``params`` (or a span with no samples) is None; DNSMOS needs
+    ``scorer``. The noise floor is measured with the SNR estimate, or alone when only its
+    threshold is on.
     """
     x = quality_signal(audio, sample_rate)
     if params.dnsmos and scorer is None:
         raise ValueError("dnsmos is on but no DNSMOS scorer was given")
-    powers = frame_powers(x) if params.snr else np.zeros(0)
+    floor = params.snr or params.max_noise_floor_dbfs is not None
+    powers = frame_powers(x) if floor else np.zeros(0)
     frame = SNR_FRAME_S
     context = int(round(params.snr_context_s / frame))
     out = []
@@ -280,11 +315,13 @@ def segment_figures(audio: np.ndarray, sample_rate: int, spans: Sequence[tuple[f
         fig: dict[str, float | None] = dict.fromkeys(FIGURES)
         a = min(len(x), max(0, int(round(start * QUALITY_RATE))))
         b = min(len(x), max(a, int(round(end * QUALITY_RATE))))
+        fa = min(len(powers), max(0, int(round(start / frame))))
+        fb = min(len(powers), max(fa + 1, int(round(end / frame))))
+        around = powers[max(0, fa - context): fb + context]
         if params.snr:
-            fa = min(len(powers), max(0, int(round(start / frame))))
-            fb = min(len(powers), max(fa + 1, int(round(end / frame))))
-            fig["snr_db"] = snr_from_frames(powers[fa:fb], powers[max(0, fa - context): fb + context],
-                                            params.snr_noise_percentile)
+            fig["snr_db"] = snr_from_frames(powers[fa:fb], around, params.snr_noise_percentile)
+        if floor and fb > fa:
+            fig["noise_floor_dbfs"] = power_dbfs(noise_floor(around, params.snr_noise_percentile))
         if params.dnsmos and b > a:
             clip = np.clip(x[a:b], -1.0, 1.0).astype(np.float32)
             mos = scorer(clip)
@@ -299,7 +336,10 @@ def quality_reason(figures: dict[str, float | None], params: QualityParams) -> s
     The reason names the figure and the threshold, not the measured value (that is in the
     segment's column), like the text filters' reasons, so that stats group hours by it.
     """
-    ovrl, snr = figures.get("dnsmos_ovrl"), figures.get("snr_db")
+    ovrl, snr, floor = figures.get("dnsmos_ovrl"), figures.get("snr_db"), figures.get("noise_floor_dbfs")
+    if params.max_noise_floor_dbfs is not None and floor is not None and floor > params.max_noise_floor_dbfs:
+        return (f"quality: noise_floor_dbfs > {params.max_noise_floor_dbfs}, full-scale noise "
+                f"(quality.max_noise_floor_dbfs)")
     if params.min_dnsmos_ovrl is not None and ovrl is not None and ovrl < params.min_dnsmos_ovrl:
         return f"quality: dnsmos_ovrl < {params.min_dnsmos_ovrl} (quality.min_dnsmos_ovrl)"
     if params.min_snr_db is not None and snr is not None and snr < params.min_snr_db:

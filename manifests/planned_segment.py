@@ -60,6 +60,7 @@ class PlannedSegment:
     filter_failures: list[str] | None = None  # every check that failed, in check order
     # quality, on the raw audio of the segments kept when the quality stage runs (audio_io.quality)
     snr_db: float | None = None
+    noise_floor_dbfs: float | None = None  # the SNR estimate's noise floor
     dnsmos_ovrl: float | None = None  # DNSMOS P.835
     dnsmos_sig: float | None = None
     dnsmos_bak: float | None = None

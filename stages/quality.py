@@ -5,7 +5,9 @@ It reads ``audio_raw`` (the whole recording as FLAC at the output rate, as the w
 cuts it), so the figures describe the shard's ``audio`` cell: the raw signal, never the
 enhanced one. Segments dropped before this stage are not scored (their figures stay null)
 and cost nothing; a kept segment below ``quality.min_dnsmos_ovrl`` / ``quality.min_snr_db``
-is dropped with the reason.
+(off by default), or with a noise floor above ``quality.max_noise_floor_dbfs`` (on: full-scale
+noise, such as mu-law bytes behind a PCM header, on which Whisper still writes sentences), is
+dropped with the reason.
 
 With ``enhance.variants=enhanced`` the shards carry no raw audio, but decode still makes
 ``audio_raw`` while this stage is on (one FLAC encode, 0.04 s per 30 s of audio, and
