@@ -14,6 +14,7 @@ from manifests.ledger import Ledger
 from manifests.schema import STATUSES
 from inspection.cli_export import export_cmd, report_cmd
 from inspection.dialogue_stats import all_stats
+from inspection.retire import retire_cmd
 from inspection.stats import source_status
 
 
@@ -42,6 +43,12 @@ def _end_after_remote_reads(*_args: object, **_kwargs: object) -> None:
         os._exit(0)
 
 
+def _printable(text: str) -> str:
+    """``text`` with each non-printable character (newline, tab, ESC, ...) escaped as repr does
+    (``\\n``, ``\\t``, ``\\x1b``): a name can neither break a line apart nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _hours(h: float) -> str:
     return f"{h:.3f} h" if h < 10 else f"{h:.1f} h"
 
@@ -63,10 +70,11 @@ def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
     Dialogue corpora (`refinery synth run`): dialogues by status, form and drop reason, turns,
     kept audio by language and role, gate figures of the kept turns, voices.
     """
-    found = corpora(out_dir)
-    if corpus and corpus not in found:
-        raise click.ClickException(f"no corpus {corpus!r} under {out_dir} (found: {', '.join(found) or 'none'})")
-    s = all_stats(out_dir, corpus)
+    from inspection.query import select_corpora
+
+    with _clear_errors():
+        select_corpora(out_dir, corpus)  # none under OUT, or not the one named: one line, exit 1
+        s = all_stats(out_dir, corpus)
     if as_json:
         click.echo(json.dumps(s, indent=1, sort_keys=True))
         return
@@ -76,7 +84,8 @@ def stats_cmd(out_dir: str, corpus: str | None, as_json: bool) -> None:
                 click.echo(line)
             continue
         click.echo(f"corpus {name}")
-        click.echo(f"  sources      {c['sources']}: {c['sources_done']} done, {c['sources_failed']} failed, {c['sources_skipped']} skipped")
+        retired = f", {c['sources_retired']} retired (replaced content, hidden)" if c.get("sources_retired") else ""
+        click.echo(f"  sources      {c['sources']}: {c['sources_done']} done, {c['sources_failed']} failed, {c['sources_skipped']} skipped{retired}")
         click.echo(f"  source audio {_hours(c['source_hours'])} (done sources)")
         click.echo(f"  segments     {c['segments']}: {c['segments_kept']} kept, {_hours(c['hours'])} kept")
         langs = ", ".join(f"{k} {_hours(v)}" for k, v in c["hours_by_language"].items()) or "none"
@@ -154,7 +163,9 @@ def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) 
     for name in [corpus] if corpus else found:
         layout = CorpusLayout(out_dir, name)
         unit = "turn" if layout.kind == "dialogues" else "seg"
-        for r in source_status(Ledger(layout).read()):
+        with _clear_errors():
+            ledger = Ledger(layout).read()
+        for r in source_status(ledger):
             if status and r["status"] != status:
                 continue
             if as_json:
@@ -162,8 +173,9 @@ def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) 
                 click.echo(json.dumps({"corpus": name, **{k: r[k] for k in keep}}))
             else:
                 dur = f"{r['duration_s']:8.1f}s" if r["duration_s"] is not None else "        -"
-                err = f"  {r['error']}" if r["status"] != "done" and r["error"] else ""
-                click.echo(f"{name}\t{r['status']:<7} {dur} {r['segments'] or 0:5d} {unit}  {r['source_uri']}{err}")
+                err = f"  {_printable(r['error'])}" if r["status"] != "done" and r["error"] else ""
+                click.echo(f"{name}\t{r['status']:<7} {dur} {r['segments'] or 0:5d} {unit}  "
+                           f"{_printable(r['source_uri'])}{err}")
 
 
 # ---- show, query, verify, runs, diff (thin over inspection.show/query/verify/runs) -------------
@@ -171,10 +183,12 @@ def ls_cmd(out_dir: str, corpus: str | None, status: str | None, as_json: bool) 
 def _clear_errors():
     """Library errors about what is (not) under OUT, as one-line CLI errors."""
     from inspection.query import ManifestError
+    from manifests.ledger import UnreadableLedger
+    from manifests.shards import UnreadableShard
 
     try:
         yield
-    except ManifestError as exc:
+    except (ManifestError, UnreadableLedger, UnreadableShard) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -305,6 +319,32 @@ def compact_cmd(out_dir: str, corpus: str | None) -> None:
         click.echo(f"{name}: {report.describe()}")
 
 
+@manifest.command("repair")
+@click.argument("out_dir", metavar="OUT")
+@click.option("--corpus", help="only this corpus (default: every corpus under OUT)")
+def repair_cmd(out_dir: str, corpus: str | None) -> None:
+    """Move unreadable ledger commit files to the corpus's quarantine/ folder, then recover.
+
+    The shards only those commits named go to quarantine too; their sources are then not done,
+    and the next `refinery run` over the same inputs processes them again (each source once).
+    Takes the corpus lock: refused while a run writes the corpus.
+    """
+    from inspection.repair import repair
+    from manifests.lock import CorpusLocked
+    from manifests.storage import os_error_line
+
+    with _clear_errors():
+        try:
+            reports = repair(out_dir, corpus)
+        except CorpusLocked as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc, redo="run `refinery manifest repair` again")) from None
+    for name, report in reports.items():
+        for line in report.lines(CorpusLayout(out_dir, name)):
+            click.echo(line)
+
+
 @manifest.command("runs")
 @click.argument("out_dir", metavar="OUT")
 @click.option("--corpus", help="only this corpus")
@@ -346,3 +386,4 @@ def diff_cmd(out_dir: str, run_a: str, run_b: str, corpus: str | None, as_json: 
 
 manifest.add_command(export_cmd)
 manifest.add_command(report_cmd)
+manifest.add_command(retire_cmd)

@@ -20,10 +20,12 @@ EXPORT_FORMATS = FORMATS + ("messages",)  # messages: dialogue corpora (inspecti
 def _as_click_errors():
     from inspection.export import ExportError
     from inspection.query import ManifestError, RefusedSQL
+    from manifests.ledger import UnreadableLedger
+    from manifests.shards import UnreadableShard
 
     try:
         yield
-    except (ExportError, ManifestError, RefusedSQL) as exc:
+    except (ExportError, ManifestError, RefusedSQL, UnreadableLedger, UnreadableShard) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -34,11 +34,10 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from manifests.layout import CorpusLayout
-from manifests.ledger import Ledger
 from manifests.schema import DIALOGUE_SCHEMA
-from inspection.query import select_corpora, shard_files
+from inspection.query import select_corpora
 from inspection.verify import (BATCH_ROWS, VerifyReport, _schema_problem, check_files, check_flac, lock_holder,
-                               verify_corpus)
+                               read_ledger, verify_corpus)
 
 DURATION_TOLERANCE_S = 0.05
 GATE_FIGURES = ("asr_error", "speaker_similarity", "speaker_similarity_before_vc", "chars_per_second",
@@ -96,8 +95,8 @@ class _Figures:
 
 def verify_dialogue_corpus(out_dir: str | Path, corpus: str, report: VerifyReport, decode_audio: bool = True) -> None:
     layout = CorpusLayout(out_dir, corpus)
-    ledger = Ledger(layout).read(["source_uri", "recording_id", "run_id", "config_hash", "status", "segments",
-                                  "shard_paths", "staged_paths"]).to_pylist()
+    ledger, _ = read_ledger(layout, ["source_uri", "recording_id", "run_id", "config_hash", "status", "segments",
+                                     "shard_paths", "staged_paths"], report)
     holder = lock_holder(layout)
     if holder:
         report.notes.append(f"corpus {corpus!r} is being written by {holder}: staging and temporary files not checked")
@@ -122,7 +121,7 @@ def verify_dialogue_corpus(out_dir: str | Path, corpus: str, report: VerifyRepor
     found: Counter = Counter()  # (run_id, source_uri) -> turn rows
     figures = _Figures()
     readable: list[PurePath] = []
-    for path in shard_files(layout):
+    for path in sorted(layout.abs(rel) for rel in named):  # Ledger.shard_files, of the readable commits
         rel = layout.rel(path)
         if rel not in present:
             continue  # named by the ledger but missing: reported above

@@ -1,6 +1,7 @@
 """SQL over what runs wrote: DuckDB views on the segment shards, the ledger and the runs.
 
-    segments   visible shards of every (or one) segment corpus; audio columns only when asked for
+    segments   visible shards of every (or one) segment corpus, less the segments of retired
+               recordings (``Ledger.live_filter``); audio columns only when asked for
     dialogues  visible shards of every (or one) dialogue corpus (``refinery synth run``): one
                row per turn; ``audio`` only when asked for
     ledger     every committed ledger row
@@ -34,7 +35,7 @@ import pyarrow.dataset as pads
 
 from manifests.layout import CorpusLayout, corpora
 from manifests.ledger import Ledger
-from manifests.schema import AUDIO_COLUMNS, DIALOGUE_SCHEMA, LEDGER_SCHEMA, SEGMENT_SCHEMA
+from manifests.schema import AUDIO_COLUMNS, DIALOGUE_SCHEMA, LEDGER_SCHEMA, RETIRED, SEGMENT_SCHEMA
 
 RUNS_SCHEMA = pa.schema(
     [
@@ -78,6 +79,19 @@ def select_corpora(out_dir: str | Path, corpus: str | None = None) -> list[str]:
     return found
 
 
+def locked_corpora(out_dir: str | Path, corpus: str | None, purpose: str):
+    """(name, layout, lock) of each corpus ``select_corpora`` names, each held under its corpus lock
+    (holder ``<purpose>-<time>``) while the caller works on it. Raises ``CorpusLocked`` when a run holds one."""
+    from datetime import datetime, timezone
+
+    from manifests.lock import lock_corpus
+
+    for name in select_corpora(out_dir, corpus):
+        layout = CorpusLayout(out_dir, name)
+        with lock_corpus(layout, f"{purpose}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}") as lock:
+            yield name, layout, lock
+
+
 def shard_files(layout: CorpusLayout) -> list[PurePath]:
     """Visible segment shards of one corpus, in order (paths on ``layout.fs``)."""
     return Ledger(layout).shard_files()
@@ -89,11 +103,13 @@ def segment_schema(include_audio: bool = False) -> pa.Schema:
     return pa.schema([f for f in SEGMENT_SCHEMA if f.name not in AUDIO_COLUMNS])
 
 
-def _dataset(layouts: list[CorpusLayout], files: list[str], schema: pa.Schema) -> pads.Dataset:
+def _dataset(layouts: list[CorpusLayout], files: list[str], schema: pa.Schema, live=None) -> pads.Dataset:
     if not files:
         return pads.dataset(schema.empty_table())
     # a dataset schema without some file columns reads only the others (the audio stays on disk)
-    return pads.dataset(files, schema=schema, format="parquet", filesystem=layouts[0].arrow_filesystem)
+    dataset = pads.dataset(files, schema=schema, format="parquet", filesystem=layouts[0].arrow_filesystem)
+    # a filtered dataset stays lazy: DuckDB's scans get this filter and their own pushed down
+    return dataset if live is None else dataset.filter(live)
 
 
 def dialogue_schema(include_audio: bool = False) -> pa.Schema:
@@ -108,11 +124,28 @@ def _layouts(out_dir: str | Path, names: list[str], kind: str) -> list[CorpusLay
 
 
 def segments_dataset(out_dir: str | Path, names: list[str], include_audio: bool = False) -> pads.Dataset:
-    """A lazy dataset over the visible shards of the named segment corpora (empty if there are none);
-    dialogue corpora among ``names`` are left out (see ``dialogues_dataset``)."""
+    """A lazy dataset over the visible shards of the named segment corpora (empty if there are none),
+    less the segments of retired recordings; dialogue corpora among ``names`` are left out (see
+    ``dialogues_dataset``)."""
     layouts = _layouts(out_dir, names, "segments")
     files = [str(p) for layout in layouts for p in shard_files(layout)]
-    return _dataset(layouts, files, segment_schema(include_audio))
+    return _dataset(layouts, files, segment_schema(include_audio), live_filter(layouts))
+
+
+def live_filter(layouts: list[CorpusLayout]):
+    """One filter for the segments of several corpora: each corpus's ``Ledger.live_filter``, None
+    when nothing is retired (a retired recording's run belongs to one corpus, hence the corpus test)."""
+    import pyarrow.compute as pc
+
+    parts = [(layout.corpus, Ledger(layout).live_filter()) for layout in layouts]
+    parts = [(name, f) for name, f in parts if f is not None]
+    if not parts:
+        return None
+    out = None
+    for name, f in parts:
+        hidden = pc.field("corpus").isin([name]) & ~f
+        out = hidden if out is None else out | hidden
+    return ~out
 
 
 def dialogues_dataset(out_dir: str | Path, names: list[str], include_audio: bool = False) -> pads.Dataset:
@@ -161,7 +194,8 @@ def run_rows(out_dir: str | Path, corpus: str) -> list[dict]:
             "started_at", "finished_at"]
     by_run: dict[str, list[dict]] = defaultdict(list)
     for r in Ledger(layout).read(cols).to_pylist():
-        by_run[r["run_id"]].append(r)
+        if r["status"] != RETIRED:  # a retired row names the run of the row it retires; it is no work of that run
+            by_run[r["run_id"]].append(r)
     out = []
     for run_id in set(by_run) | run_ids(layout):
         rows = by_run.get(run_id, [])

@@ -68,7 +68,8 @@ def collect(con: duckdb.DuckDBPyConnection) -> dict:
     data["sources"] = _rows(con, """
         SELECT corpus, status, count(*), coalesce(sum(duration_s), 0) / 3600 FROM (
             SELECT corpus, coalesce(sha256, source_uri) AS source,
-                   CASE WHEN bool_or(status = 'done') THEN 'done'
+                   CASE WHEN count(*) FILTER (WHERE status = 'done') > count(*) FILTER (WHERE status = 'retired')
+                        THEN 'done' WHEN bool_or(status = 'retired') THEN 'retired'
                         WHEN bool_or(status = 'failed') THEN 'failed' ELSE 'skipped' END AS status,
                    max(duration_s) FILTER (WHERE status = 'done') AS duration_s
             FROM ledger GROUP BY corpus, source)
@@ -100,7 +101,10 @@ def collect(con: duckdb.DuckDBPyConnection) -> dict:
                    coalesce((SELECT split_part(coalesce(s.drop_reason, 'unspecified'), ':', 1) FROM segments s
                              WHERE s.recording_id = l.recording_id GROUP BY 1 ORDER BY sum(s.duration) DESC, 1
                              LIMIT 1), 'no speech found') AS why
-            FROM ledger l WHERE l.status = 'done' GROUP BY l.recording_id
+            FROM ledger l WHERE l.status = 'done' AND NOT EXISTS (  -- retired: its segments are hidden
+                SELECT 1 FROM ledger r WHERE r.status = 'retired' AND r.recording_id = l.recording_id
+                                           AND r.run_id = l.run_id)
+            GROUP BY l.recording_id
             HAVING NOT coalesce((SELECT bool_or(s.kept) FROM segments s WHERE s.recording_id = l.recording_id), false))
         GROUP BY why ORDER BY 2 DESC, 1""")
     data["dnsmos_counts"] = _rows(con, "SELECT count(dnsmos_ovrl), count(*) FROM segments")[0]

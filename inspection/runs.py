@@ -80,7 +80,9 @@ def _segment_figures(con, run_id: str) -> dict:
 
 
 def _sources(con, run_id: str) -> dict[str, str]:
-    return dict(con.sql("SELECT source_uri, status FROM ledger WHERE run_id = ? ORDER BY 1", params=[run_id]).fetchall())
+    # a source's retired row (manifests.retire names the run of the done row it retires) comes last and wins
+    return dict(con.sql("SELECT source_uri, status FROM ledger WHERE run_id = ? ORDER BY 1, status = 'retired'",
+                        params=[run_id]).fetchall())
 
 
 def _pair(a: dict, b: dict) -> dict:

@@ -1,8 +1,10 @@
 """Corpus statistics from the ledger and the visible shards (audio columns never read).
 
-A source's status across runs: ``done`` if any run finished it, else ``failed`` if any
-run failed it, else ``skipped``. Sources are keyed by content hash (by URI when the file
-could not be read). ``hours`` counts kept segments: what training would take.
+A source's status across runs: ``done`` if a run finished it (and that row was not retired),
+else ``retired`` if its done rows were all retired (content replaced at its path: ``manifests.retire``),
+else ``failed`` if any run failed it, else ``skipped``. Sources are keyed by content hash (by URI
+when the file could not be read). ``hours`` counts kept segments: what training would take.
+Segments of retired recordings are left out (``Ledger.live_filter``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import pyarrow.dataset as pads
 
 from manifests.layout import CorpusLayout, corpora
 from manifests.ledger import Ledger
+from manifests.shards import raise_unreadable_shard
+from manifests.schema import RETIRED
 
 LENGTH_BINS = (0, 1, 2, 5, 10, 15, 20, 25, 27, 30)
 _SEGMENT_COLUMNS = ["recording_id", "duration", "language", "speaker", "kept", "drop_reason"]
@@ -24,27 +28,36 @@ def source_status(ledger: pa.Table) -> list[dict]:
     """The latest ledger row per source, with its status across runs."""
     rows = sorted(ledger.to_pylist(), key=lambda r: (r["finished_at"] is None, r["finished_at"]))
     by_key: dict[str, dict] = {}
-    status_of: dict[str, set[str]] = defaultdict(set)
+    status_of: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         key = r["sha256"] or r["source_uri"]
-        status_of[key].add(r["status"])
+        status_of[key][r["status"]] += 1
         if r["status"] != "skipped" or key not in by_key:
             by_key[key] = r
     out = []
     for key, r in by_key.items():
-        seen = status_of[key]
-        status = "done" if "done" in seen else "failed" if "failed" in seen else "skipped"
+        seen = status_of[key]  # one retired row per retired done row
+        status = ("done" if seen["done"] > seen[RETIRED] else RETIRED if seen[RETIRED] else
+                  "failed" if seen["failed"] else "skipped")
         out.append({**r, "status": status})
     return sorted(out, key=lambda r: r["source_uri"])
 
 
 def read_segments(layout: CorpusLayout, columns: list[str] | None = None) -> pa.Table:
-    """Rows of the visible shards (local output or object store: see ``Ledger.shard_files``)."""
+    """Rows of the visible shards (local output or object store: see ``Ledger.shard_files``),
+    less the segments of retired recordings (``Ledger.live_filter``)."""
     cols = columns or _SEGMENT_COLUMNS
-    files = [str(p) for p in Ledger(layout).shard_files()]
+    ledger = Ledger(layout)
+    files = [str(p) for p in ledger.shard_files()]
     if not files:
         return pa.table({c: pa.array([], type=pa.null()) for c in cols})
-    return pads.dataset(files, format="parquet", filesystem=layout.arrow_filesystem).to_table(columns=cols)
+    live = ledger.live_filter()
+    try:
+        return pads.dataset(files, format="parquet", filesystem=layout.arrow_filesystem).to_table(
+            columns=cols, filter=live)
+    except (pa.ArrowException, OSError):
+        raise_unreadable_shard(layout, files, cols)  # one line naming the damaged shard
+        raise
 
 
 def _length_bin(d: float) -> str:
@@ -84,6 +97,7 @@ def corpus_stats(out_dir: Path | str, corpus: str) -> dict:
         "sources_done": status.get("done", 0),
         "sources_failed": status.get("failed", 0),
         "sources_skipped": status.get("skipped", 0),
+        "sources_retired": status.get(RETIRED, 0),
         "source_hours": sum((r["duration_s"] or 0) for r in sources if r["status"] == "done") / 3600,
         "segments": len(seg),
         "segments_kept": len(kept),
@@ -126,8 +140,8 @@ def recordings_without_kept(sources: list[dict], segments: list[dict]) -> dict:
     return {"recordings": sum(why.values()), "source_hours": hours, "why": dict(sorted(why.items()))}
 
 
-_SUM_KEYS = ("sources", "sources_done", "sources_failed", "sources_skipped", "source_hours", "segments",
-             "segments_kept", "hours", "hours_all_segments", "speakers")
+_SUM_KEYS = ("sources", "sources_done", "sources_failed", "sources_skipped", "sources_retired", "source_hours",
+             "segments", "segments_kept", "hours", "hours_all_segments", "speakers")
 
 
 def stats(out_dir: Path | str, corpus: str | None = None) -> dict:

@@ -10,8 +10,10 @@ For each corpus:
   put in the FLAC header (so a damaged byte is found even where the decoder goes on);
 - the rows of each source across its shards add up to the ledger's segment count, and
   no shard holds rows of a source whose ledger row does not name it;
-- (segment_id, config_hash) is unique: the same content ingested under another config
-  hash repeats segment ids legitimately, a repeat within one config hash is an error;
+- (segment_id, config_hash) is unique among the live segments: the same content ingested under
+  another config hash repeats segment ids legitimately, a repeat within one config hash is an
+  error; the segments of retired recordings (``manifests.retire``: content replaced at its path,
+  which may come back and be processed again) are checked as files but left out of this check;
 - no orphans: no file under segments/ that no committed ledger row names, and, while no
   run holds the corpus lock, nothing left in _staging or as a temporary file.
 
@@ -43,8 +45,8 @@ import soundfile as sf
 
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
-from inspection.query import segment_schema, select_corpora, shard_files
-from manifests.schema import SEGMENT_SCHEMA
+from inspection.query import segment_schema, select_corpora
+from manifests.schema import RETIRED, SEGMENT_SCHEMA
 
 BATCH_ROWS = 32  # rows per read batch: bounds memory to a few dozen audio cells
 MAX_LISTED = 1000  # problems kept in the report; the count goes on
@@ -213,7 +215,8 @@ def verify(out_dir: str | Path, corpus: str | None = None, decode_audio: bool = 
 # ---- one corpus ------------------------------------------------------------------------------
 def verify_corpus(out_dir: str | Path, corpus: str, report: VerifyReport, decode_audio: bool = True) -> None:
     layout = CorpusLayout(out_dir, corpus)
-    ledger = Ledger(layout).read(["source_uri", "run_id", "status", "segments", "shard_paths", "staged_paths"]).to_pylist()
+    ledger, damaged = read_ledger(layout, ["source_uri", "run_id", "status", "segments", "shard_paths", "staged_paths",
+                                           "recording_id"], report)
     holder = lock_holder(layout)
     if holder:
         report.notes.append(f"corpus {corpus!r} is being written by {holder}: staging and temporary files not checked")
@@ -238,7 +241,7 @@ def verify_corpus(out_dir: str | Path, corpus: str, report: VerifyReport, decode
     # shards, one at a time
     found: Counter = Counter()  # (run_id, source_uri) -> rows
     readable: list[PurePath] = []
-    for path in shard_files(layout):
+    for path in sorted(layout.abs(rel) for rel in named):  # Ledger.shard_files, of the readable commits
         rel = layout.rel(path)
         if rel not in present:
             continue  # named by the ledger but missing: reported above
@@ -259,7 +262,28 @@ def verify_corpus(out_dir: str | Path, corpus: str, report: VerifyReport, decode
             report.problem(f"{corpus}: source {key[1]} (run {key[0]}): the ledger counts {want} segment(s), "
                            f"the shards hold {got}")
 
-    _check_unique_ids(layout, readable, report)
+    if not damaged:  # the check reads the whole ledger again (the live filter)
+        _check_unique_ids(layout, readable, report)
+    _note_retired(corpus, ledger, report)
+
+
+def read_ledger(layout: CorpusLayout, columns: list[str], report: VerifyReport) -> tuple[list[dict], bool]:
+    """The rows of the readable commit files; each unreadable one is a problem (with the repair
+    to run). True as the second value when there was such a file."""
+    table, bad = Ledger(layout).read_readable(columns)
+    for b in bad:
+        report.problem(f"{layout.corpus}: ledger commit {layout.rel(b.path)} cannot be read ({b.reason}); "
+                       f"`refinery manifest repair {layout.url} --corpus {layout.corpus}` moves it to quarantine "
+                       f"(its sources are processed again by the next run)")
+    return table.to_pylist(), bool(bad)
+
+
+def _note_retired(corpus: str, ledger: list[dict], report: VerifyReport) -> None:
+    retired = {(r["recording_id"], r["run_id"]) for r in ledger if r["status"] == RETIRED}
+    if retired:
+        n = sum(r["segments"] or 0 for r in ledger if r["status"] == "done" and (r["recording_id"], r["run_id"]) in retired)
+        report.notes.append(f"{corpus}: {len(retired)} retired recording(s) (content replaced at its path): their "
+                            f"{n} segment(s) were checked as files; readers leave them out")
 
 
 def check_files(layout: CorpusLayout, report: VerifyReport, holder: str | None, named: dict[str, set],
@@ -350,14 +374,15 @@ def _check_shard(fh, where: str, run_id: str, corpus: str, naming: set[tuple[str
 
 
 def _check_unique_ids(layout: CorpusLayout, files: list[PurePath], report: VerifyReport) -> None:
-    """A repeat of (segment_id, config_hash) among the readable shards: one DuckDB aggregate."""
+    """A repeat of (segment_id, config_hash) among the live rows of the readable shards: one DuckDB aggregate."""
     if not files:
         return
     corpus = layout.corpus
-    ids = pa.schema([SEGMENT_SCHEMA.field(c) for c in ("segment_id", "config_hash", "run_id")])
+    ids = pa.schema([SEGMENT_SCHEMA.field(c) for c in ("segment_id", "config_hash", "run_id", "recording_id")])
     con = duckdb.connect(":memory:")
-    con.register("ids", pads.dataset([str(f) for f in files], schema=ids, format="parquet",
-                                     filesystem=layout.arrow_filesystem))
+    dataset = pads.dataset([str(f) for f in files], schema=ids, format="parquet", filesystem=layout.arrow_filesystem)
+    live = Ledger(layout).live_filter()
+    con.register("ids", dataset if live is None else dataset.filter(live))
     try:
         dups = con.sql(
             "SELECT segment_id, config_hash, count(*) AS n, string_agg(DISTINCT run_id, ', ') AS runs "

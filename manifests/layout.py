@@ -34,6 +34,21 @@ from manifests.storage import Storage, as_url, filesystem, is_local_fs, is_remot
 
 
 CORPUS_KINDS = ("segments", "dialogues")
+# A corpus name is one path component (OUT/<corpus>/): file systems take at most 255 bytes there.
+MAX_CORPUS_NAME_BYTES = 255
+
+
+def check_corpus_name(name: str) -> None:
+    """ValueError (one line) for a name that cannot be a corpus folder: empty, with '/', a leading
+    '.'/'_' (hidden from readers), a control character, or longer than one path component may be."""
+    if not name or "/" in name or name.startswith((".", "_")):
+        raise ValueError(f"invalid corpus name {name!r}: use a plain name without '/' or a leading '.'/'_'")
+    if not name.isprintable():
+        raise ValueError(f"invalid corpus name {name!r}: it holds a control character")
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > MAX_CORPUS_NAME_BYTES:
+        raise ValueError(f"invalid corpus name {name[:20]!r}...: {size} bytes long, the limit is "
+                         f"{MAX_CORPUS_NAME_BYTES} (the name is a folder name under OUT)")
 
 
 @dataclass(frozen=True)
@@ -48,8 +63,7 @@ class CorpusLayout:
     fs: fsspec.AbstractFileSystem = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.corpus or "/" in self.corpus or self.corpus.startswith((".", "_")):
-            raise ValueError(f"invalid corpus name {self.corpus!r}: use a plain name without '/' or a leading '.'/'_'")
+        check_corpus_name(self.corpus)
         text = as_url(self.out_dir)
         if is_remote(text):
             fs, path = filesystem(text, self.storage)
@@ -184,7 +198,12 @@ class CorpusLayout:
         """A small text file (run config, inputs, summary), complete or absent on an object store."""
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            try:
+                Path(path).write_text(text)
+            except OSError as exc:
+                if exc.filename is not None or exc.errno is None:
+                    raise
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc  # a failed write names no file
         else:
             self.fs.pipe_file(str(path), text.encode())
 

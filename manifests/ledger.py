@@ -38,6 +38,12 @@ run. So again no source is done twice and the next run does exactly what is miss
 Before each commit the ledger calls its ``fence`` (the corpus lock's ``check``), so a run
 that lost its lease (expired and taken over) stops instead of committing next to the new
 holder.
+
+Retiring (``manifests.retire``, ``refinery manifest retire``) adds ``retired`` rows in one more
+commit file, ``ledger/run=_retired/commit-<time>-<id>.parquet`` (the commit point, as above),
+each naming a done row by its ``recording_id`` and ``run_id``. That row's segments stay in
+their shards but readers leave them out (``Ledger.live_filter``), and its content no longer
+counts as done (``Ledger.index``).
 """
 
 from __future__ import annotations
@@ -58,8 +64,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from manifests.layout import CorpusLayout
-from manifests.schema import LEDGER_SCHEMA
-from manifests.shards import parquet_bytes, write_parquet_atomic
+from manifests.schema import LEDGER_SCHEMA, RETIRED
+from manifests.shards import parquet_bytes, parquet_problem, write_parquet_atomic
 from manifests.storage import put_bytes
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,28 @@ log = logging.getLogger(__name__)
 # lists (under this key) the commit files whose rows it holds, which readers then skip.
 COMPACTED_DIR = "run=_compacted"
 REPLACES_KEY = b"refinery.replaces"
+# `refinery manifest retire` writes its rows to ledger/run=_retired/commit-<time>-<id>.parquet.
+RETIRED_DIR = "run=_retired"
+
+
+@dataclass(frozen=True)
+class BadCommit:
+    """A ledger commit file whose content cannot be read, and why."""
+
+    path: PurePath
+    reason: str
+
+
+class UnreadableLedger(ValueError):
+    """Commit files of the ledger cannot be read (damaged on disk): nothing can tell which sources
+    they committed. ``refinery manifest repair`` moves them to quarantine (``Ledger.repair``)."""
+
+    def __init__(self, layout: CorpusLayout, bad: list[BadCommit]) -> None:
+        self.layout, self.bad = layout, list(bad)
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        super().__init__(f"ledger commit {layout.uri(bad[0].path)}{more} of corpus {layout.corpus!r} cannot be read "
+                         f"({bad[0].reason}): run `refinery manifest repair {layout.url} --corpus {layout.corpus}` "
+                         f"to move it to quarantine; the next run then processes its sources again")
 
 
 @dataclass
@@ -107,9 +135,9 @@ class Ledger:
         """The live commit files: every ``run=*/commit-*.parquet`` that no compaction replaced."""
         return self._commit_files()[0]
 
-    def _commit_files(self) -> tuple[list[PurePath], list[PurePath]]:
-        """(live, replaced-but-still-there) commit files, from one listing of the ledger."""
-        files = self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet")
+    def _commit_files(self, skip: frozenset[PurePath] = frozenset()) -> tuple[list[PurePath], list[PurePath]]:
+        """(live, replaced-but-still-there) commit files, from one listing of the ledger (less ``skip``)."""
+        files = [f for f in self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet") if f not in skip]
         compactions = [f for f in files if PurePath(f).parent.name == COMPACTED_DIR]
         if not compactions:
             return files, []
@@ -127,7 +155,33 @@ class Ledger:
         return json.loads(meta.get(REPLACES_KEY, b"[]"))
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
-        files = self.commit_files()
+        """Every committed row. UnreadableLedger when a commit file is damaged (a file that cannot
+        be fetched, for want of access or network, raises as it is)."""
+        try:
+            return self._read(self.commit_files(), columns)
+        except (pa.ArrowException, OSError) as exc:
+            bad = self.unreadable_commits()
+            if bad:
+                raise UnreadableLedger(self.layout, bad) from exc
+            raise
+
+    def read_readable(self, columns: list[str] | None = None) -> tuple[pa.Table, list[BadCommit]]:
+        """The rows of every commit file that can be read, and the files that cannot (for ``verify``)."""
+        try:
+            return self.read(columns), []
+        except UnreadableLedger as exc:
+            return self._read(self._commit_files(frozenset(b.path for b in exc.bad))[0], columns), exc.bad
+
+    def unreadable_commits(self) -> list[BadCommit]:
+        """Every commit file under ``ledger/`` (live, compacted, replaced) whose content is damaged."""
+        out = []
+        for f in self.layout.files(self.layout.ledger_dir, "run=*/commit-*.parquet"):
+            why = parquet_problem(self.layout.fs, f, LEDGER_SCHEMA)
+            if why is not None:
+                out.append(BadCommit(f, why))
+        return out
+
+    def _read(self, files: list[PurePath], columns: list[str] | None) -> pa.Table:
         if not files:
             schema = LEDGER_SCHEMA if columns is None else pa.schema([LEDGER_SCHEMA.field(c) for c in columns])
             return schema.empty_table()
@@ -143,12 +197,41 @@ class Ledger:
         named = pc.list_flatten(self.read(["shard_paths"]).column("shard_paths")).unique().to_pylist()
         return sorted(self.layout.abs(p) for p in named)
 
+    def retired(self) -> pa.Table:
+        """The (recording_id, run_id) of every done row that was retired (``manifests.retire``):
+        the segments readers leave out."""
+        table = self.read(["recording_id", "run_id", "status"])
+        return table.filter(pc.equal(table.column("status"), RETIRED)).select(["recording_id", "run_id"])
+
+    def live_filter(self) -> pc.Expression | None:
+        """A dataset filter that keeps the live segments of ``shard_files()``: it leaves out the
+        segments of retired recordings (their rows stay in the shards). None when nothing is retired.
+
+            pyarrow.dataset.dataset(shards).to_table(filter=ledger.live_filter())
+            datasets.load_dataset("parquet", data_files=shards, filters=ledger.live_filter())
+        """
+        retired = self.retired()
+        if not retired.num_rows:
+            return None
+        by_run: dict[str, list[str]] = {}
+        for rec, run in zip(retired.column("recording_id").to_pylist(), retired.column("run_id").to_pylist()):
+            by_run.setdefault(run, []).append(rec)
+        # is_in, not ==: false (never null) on a null cell, so the negation keeps such rows
+        hidden = [pc.field("run_id").isin([run]) & pc.field("recording_id").isin(recs) for run, recs in by_run.items()]
+        out = hidden[0]
+        for h in hidden[1:]:
+            out = out | h
+        return ~out
+
     def index(self, config_hash: str) -> "LedgerIndex":
         """What earlier runs under ``config_hash`` did: five columns read, filtered in Arrow, kept
         as Arrow (a million-row ledger never becomes a million Python dicts or strings)."""
         table = self.read(["sha256", "config_hash", "status", "run_id", "error"])
         table = table.filter(pc.equal(table.column("config_hash"), config_hash))
         done = table.filter(pc.equal(table.column("status"), "done")).select(["sha256", "run_id"])
+        retired = table.filter(pc.equal(table.column("status"), RETIRED))
+        if retired.num_rows:  # a retired done row is no longer done: that content, back at a path, runs again
+            done = done.filter(pc.invert(pc.is_in(_pair(done), value_set=_pair(retired))))
         failed = table.filter(pc.and_(pc.equal(table.column("status"), "failed"),
                                       pc.invert(pc.is_in(table.column("sha256"), value_set=done.column("sha256")))))
         failed = failed.select(["sha256", "error"]).set_column(
@@ -174,11 +257,7 @@ class Ledger:
         target = self.layout.ledger_dir / COMPACTED_DIR / name
         if self.fence is not None:
             self.fence()
-        if self.layout.is_local:
-            write_parquet_atomic(table, Path(target))
-            _fsync_dir(Path(target).parent)
-        else:
-            _put_commit(self.layout, target, parquet_bytes(table))
+        self._write_at(target, table)
         _after_compaction_written()  # a test's fault hook: a kill right after the commit point
         self._delete([f for f in files if f != target] + stale)
         return CompactionReport(len(files), table.num_rows, 1, time.monotonic() - t0, len(stale))
@@ -214,14 +293,31 @@ class Ledger:
             self.fence()
         return self._write_commit(run_id, index, table.cast(LEDGER_SCHEMA))
 
+    def commit_retired(self, table: pa.Table) -> PurePath:
+        """Commit the ``retired`` rows ``manifests.retire`` built, all in one new commit file under
+        ``ledger/run=_retired/`` (the commit point: a kill leaves all of them or none)."""
+        wrong = pc.any(pc.not_equal(table.column("status"), RETIRED)).as_py()
+        if wrong or pc.sum(pc.list_value_length(table.column("shard_paths"))).as_py():
+            raise ValueError("commit_retired is for retired rows that name no shards")
+        name = f"commit-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}.parquet"
+        target = self.layout.ledger_dir / RETIRED_DIR / name
+        if self.fence is not None:
+            self.fence()
+        self._write_at(target, table.cast(LEDGER_SCHEMA))
+        return target
+
     def _write_commit(self, run_id: str, index: int, table: pa.Table) -> Path:
         path = self.layout.ledger_commit_path(run_id, index)
+        self._write_at(path, table)
+        return path
+
+    def _write_at(self, path: PurePath, table: pa.Table) -> None:
+        """Write one ledger file whole: a local rename (then the directory synced), or one conditional PUT."""
         if self.layout.is_local:
-            write_parquet_atomic(table, path)
-            _fsync_dir(path.parent)
+            write_parquet_atomic(table, Path(path))
+            _fsync_dir(Path(path).parent)
         else:
             _put_commit(self.layout, path, parquet_bytes(table))
-        return path
 
     def _move_shards(self, rows: list[dict]) -> list[str]:
         moved = []
@@ -238,8 +334,30 @@ class Ledger:
             _fsync_dir(d)
         return moved
 
-    def recover(self) -> RecoveryReport:
-        """Roll committed moves forward, discard everything uncommitted. Hold the corpus lock."""
+    def repair(self) -> tuple[list[BadCommit], list[str], RecoveryReport]:
+        """Move every damaged commit file to ``quarantine/<time>/ledger/...``, then recover: the shards
+        only those files named are now named by no row, and go to the same quarantine folder; their
+        sources are not done any more, so the next run processes them again (once). Hold the corpus
+        lock. The damaged files, where each went (relative paths), and the recovery report."""
+        stamp = _stamp()
+        bad = self.unreadable_commits()
+        moved = []
+        for b in bad:
+            dst = self.layout.quarantine_dir / stamp / self.layout.rel(b.path)
+            if self.layout.is_local:
+                Path(dst).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(b.path, dst)
+                _fsync_dir(Path(b.path).parent)
+            else:
+                self.layout.fs.mv(str(b.path), str(dst))
+            moved.append(self.layout.rel(dst))
+            log.info("repair: unreadable ledger commit %s (%s) moved to %s", self.layout.rel(b.path), b.reason,
+                        self.layout.rel(dst))
+        return bad, moved, self.recover(stamp)
+
+    def recover(self, stamp: str | None = None) -> RecoveryReport:
+        """Roll committed moves forward, discard everything uncommitted. Hold the corpus lock.
+        ``stamp``: the name of the quarantine folder for unnamed shards (default: now)."""
         if not self.layout.is_local:
             return self._recover_in_place()
         report = RecoveryReport()
@@ -261,12 +379,12 @@ class Ledger:
         for tmp in list(self.layout.ledger_dir.glob("run=*/.*.tmp")) if self.layout.ledger_dir.is_dir() else []:
             tmp.unlink()
             report.discarded.append(self.layout.rel(tmp))
-        self._clear_shard_folder({p for row in committed for p in (row["shard_paths"] or [])}, report)
+        self._clear_shard_folder({p for row in committed for p in (row["shard_paths"] or [])}, report, stamp)
         if report.rolled_forward or report.discarded or report.quarantined:
             log.info("recovery: %s", report.describe())
         return report
 
-    def _clear_shard_folder(self, named: set[str], report: RecoveryReport) -> None:
+    def _clear_shard_folder(self, named: set[str], report: RecoveryReport, stamp: str | None = None) -> None:
         """One listing of the shard folder: a writer's temporary file is deleted; every other file
         no committed row names (a copied shard, one of a lost commit) is moved out, so that
         nothing reads it as data; it is kept, not deleted."""
@@ -279,7 +397,7 @@ class Ledger:
                 stray.append(path)
         if not stray:
             return
-        target = Path(self.layout.quarantine_dir) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = Path(self.layout.quarantine_dir) / (stamp or _stamp())
         for path in stray:
             dst = target / self.layout.rel(path)
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -302,6 +420,11 @@ class Ledger:
             report.discarded = [self.layout.rel(p) for p in orphans]
             log.info("recovery: %s", report.describe())
         return report
+
+
+def _stamp() -> str:
+    """A quarantine folder's name: the time (UTC, microseconds)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def _read_objects(layout: CorpusLayout, files: list[PurePath], columns: list[str] | None) -> pa.Table:
@@ -384,6 +507,11 @@ class LedgerIndex:
         done = pc.take(self._done.column("run_id"), pc.index_in(query, value_set=self._done.column("sha256")))
         failed = pc.take(self._failed.column("error"), pc.index_in(query, value_set=self._failed.column("sha256")))
         return done.to_pylist(), failed.to_pylist()
+
+
+def _pair(table: pa.Table) -> pa.Array:
+    """One key per row of its ``sha256`` and ``run_id`` (a done row and the retired row naming it)."""
+    return pc.binary_join_element_wise(table.column("sha256"), table.column("run_id"), "\x1f")
 
 
 def _last_per_sha(table: pa.Table) -> pa.Table:

@@ -61,7 +61,7 @@ LEDGER_SCHEMA = pa.schema(
         ("corpus", pa.string()),
         ("run_id", pa.string()),
         ("config_hash", pa.string()),
-        ("status", pa.string()),  # done | failed | skipped
+        ("status", pa.string()),  # done | failed | skipped | retired (manifests.retire)
         ("error", pa.string()),
         ("duration_s", pa.float64()),
         ("segments", pa.int32()),
@@ -84,7 +84,10 @@ LEDGER_SCHEMA = pa.schema(
     ]
 )
 
-STATUSES = ("done", "failed", "skipped")
+# ``retired``: a row `refinery manifest retire` adds for a done row whose content was replaced at its
+# path; it names that row by recording_id and run_id, whose segments readers then leave out.
+RETIRED = "retired"
+STATUSES = ("done", "failed", "skipped", RETIRED)
 
 # A synthesis corpus (``refinery synth run``): one row per turn of each dialogue, system turns
 # included (text only). A synthesis ledger row is a dialogue: ``source_uri`` is ``FILE#L<line>``,

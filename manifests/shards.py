@@ -60,14 +60,23 @@ def plan_shards(rows: Sequence[dict], limits: ShardLimits) -> list[list[int]]:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` so that ``path`` is either absent or complete."""
+    """Write ``table`` to ``path`` so that ``path`` is either absent or complete.
+
+    On failure (a full disk, say) the temporary file is removed and the OSError names ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as fh:
-        _write_table(table, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            _write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        # a write that fails mid-file (ENOSPC) names no file: say which one it was
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
 
 
 def _write_table(table: pa.Table, sink) -> None:
@@ -104,10 +113,15 @@ def write_staged_shards(rows: Sequence[dict], staging_dir: Path, limits: ShardLi
                         table_of: Callable[[Iterable[dict]], pa.Table] = segments_table) -> list[tuple[Path, list[int]]]:
     """Write ``rows`` into staged shards; return each shard's path and the row indices in it."""
     out: list[tuple[Path, list[int]]] = []
-    for group in plan_shards(rows, limits):
-        path = Path(staging_dir) / f"{uuid.uuid4().hex}.parquet"
-        write_parquet_atomic(table_of(rows[i] for i in group), path)
-        out.append((path, group))
+    try:
+        for group in plan_shards(rows, limits):
+            path = Path(staging_dir) / f"{uuid.uuid4().hex}.parquet"
+            write_parquet_atomic(table_of(rows[i] for i in group), path)
+            out.append((path, group))
+    except OSError:
+        for path, _ in out:  # uncommitted, of no use now: give the space back
+            path.unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -118,8 +132,86 @@ def write_shards(rows: Sequence[dict], layout: CorpusLayout, run_id: str, limits
     if not layout.writes_in_place:
         return write_staged_shards(rows, Path(layout.staging_run_dir(run_id)), limits, table_of)
     out: list[tuple[PurePath, list[int]]] = []
-    for group in plan_shards(rows, limits):
-        path = layout.data_dir / f"run={run_id}" / f"part-{uuid.uuid4().hex}.parquet"
-        write_parquet(layout, table_of(rows[i] for i in group), path)
-        out.append((path, group))
+    try:
+        for group in plan_shards(rows, limits):
+            path = layout.data_dir / f"run={run_id}" / f"part-{uuid.uuid4().hex}.parquet"
+            write_parquet(layout, table_of(rows[i] for i in group), path)
+            out.append((path, group))
+    except OSError:
+        try:  # named by no commit: invisible either way, and recovery would delete them
+            if out:
+                layout.fs.rm([str(p) for p, _ in out])
+        except OSError:
+            pass
+        raise
     return out
+
+
+# ---- a shard write that failed for want of space or access -----------------------------------
+# A failed write of a batch's shards is the output's fault, not its sources': the writer puts
+# these fields on the batch's rows (nothing is raised on the worker), and the driver, which
+# commits, stops the run with the error (``raise_write_error``) instead of failing the sources.
+WRITE_ERROR_FIELDS = ("write_errno", "write_error", "write_path")
+
+
+def write_error_fields(exc: OSError) -> dict:
+    """The fields a writer puts on each row of a batch whose shards could not be written."""
+    return {"write_errno": exc.errno, "write_error": exc.strerror or str(exc),
+            "write_path": None if exc.filename is None else str(exc.filename)}
+
+
+def raise_write_error(row: dict) -> None:
+    """Raise the OSError a writer reported on ``row`` (``write_error_fields``); nothing if none."""
+    if row.get("write_error"):
+        raise OSError(row.get("write_errno"), row["write_error"], row.get("write_path"))
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def parquet_problem(fs, path: PurePath | str, schema: pa.Schema | None = None,
+                    columns: list[str] | None = None) -> str | None:
+    """Why the Parquet file at ``path`` (on fsspec ``fs``) cannot be read, or None when it can.
+
+    Only damage counts: the bytes are fetched first, and an error doing so (permission, network,
+    a vanished file) is raised, not reported. ``schema``: the columns of it the file has must
+    cast to their types there; ``columns``: read only these (default: all)."""
+    data = fs.cat_file(str(path))
+    try:
+        table = pq.read_table(pa.BufferReader(data), columns=columns)
+        for f in schema or []:
+            if f.name in table.column_names:
+                table.column(f.name).cast(f.type)
+    except Exception as exc:  # noqa: BLE001 - pyarrow reports damage as ArrowInvalid, OSError, ...
+        return arrow_reason(exc)
+    return None
+
+
+def arrow_reason(exc: BaseException) -> str:
+    """A pyarrow read error on one short line, without the path it repeats."""
+    text = " ".join(str(exc).split())
+    if text.startswith("Could not open Parquet input source"):
+        text = text.split("': ", 1)[-1]
+    text = text.split(". ", 1)[0].rstrip(".")  # the first sentence says it
+    return (text[:197] + "...") if len(text) > 200 else text or type(exc).__name__
+
+
+def raise_unreadable_shard(layout: CorpusLayout, files: Iterable[PurePath | str], columns: list[str] | None = None) -> None:
+    """After a read of ``files`` failed: UnreadableShard for the first of them that is damaged,
+    missing or not readable; nothing when each reads on its own (the caller raises its error)."""
+    for f in files:
+        try:
+            why = parquet_problem(layout.fs, f, columns=columns)
+        except FileNotFoundError:
+            why = "it is missing"
+        except OSError as exc:
+            why = " ".join((exc.strerror or str(exc)).split())
+        if why is not None:
+            raise UnreadableShard(layout, f, why)
+
+
+class UnreadableShard(ValueError):
+    """A shard that a committed ledger row names cannot be read (damaged on disk)."""
+
+    def __init__(self, layout: CorpusLayout, path: PurePath | str, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"shard {layout.uri(path)} of corpus {layout.corpus!r} cannot be read ({reason}): "
+                         f"`refinery manifest verify {layout.url} --corpus {layout.corpus}` lists every damaged file")

@@ -15,6 +15,7 @@ client_kwargs, options), which wins over the environment.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -143,6 +144,28 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f"{type(exc).__name__}: {exc}"
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error_line(exc: OSError, *, redo: str = "run the same command again (nothing committed is lost)") -> str:
+    """One line for an OSError met on the output (a full disk, a read-only or forbidden folder):
+    what happened, where, and what to do; ``redo``: how to go on once it is fixed."""
+    path = exc.filename
+    if exc.errno in _NO_SPACE:
+        at = f" while writing {path}" if path else ""
+        return f"no space left on device{at}: free space and {redo}"
+    if exc.errno == errno.EROFS:
+        at = f": cannot write {path}" if path else ""
+        return f"read-only file system{at}: the output must be writable (remount it, or use another), then {redo}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        at = f": {path}" if path else ""
+        return f"permission denied{at}: fix the permissions (or use another output), then {redo}"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"file name too long: {path}" if path else "file name too long"
+    text = " ".join((exc.strerror or str(exc) or type(exc).__name__).split())
+    return f"{text}: {path}" if path else text
 
 
 def put_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, exclusive: bool = False) -> dict | None:

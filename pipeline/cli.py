@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -9,11 +10,15 @@ import click
 from enhancement_bsrnn.cli import enhance_group
 from evaluation.cli import eval_group
 from inspection.cli import manifest
+from manifests.layout import check_corpus_name
 from manifests.lock import CorpusLocked
+from manifests.storage import os_error_line
 from pipeline.config import ConfigError, load_config
 from pipeline.progress import setup_logging as _setup_logging
 from pipeline.synth_cli import synth_group
 from sources.discovery import InputError
+
+log = logging.getLogger("refinery")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,8 +45,11 @@ def run(inputs, corpus, out_dir, config_path, overrides, address, retry_failed, 
         from pipeline.run import run_pipeline
 
         summary = run_pipeline(list(inputs), corpus, out_dir, cfg, retry_failed=retry_failed)
-    except (ConfigError, InputError, CorpusLocked, ValueError) as exc:
+    except (ConfigError, InputError, CorpusLocked, ValueError) as exc:  # an unreadable ledger commit too
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a read-only output, in the driver or a writer
+        log.debug("run stopped", exc_info=True)
+        raise click.ClickException(os_error_line(exc)) from None
     if summary.recovery != "nothing to recover":
         click.echo(f"recovery: {summary.recovery}", err=True)
     for uri, why in summary.failures[:20]:
@@ -68,12 +76,15 @@ def fetch(urls, corpus, out_dir, config_path, overrides, verbose) -> None:
     from sources.fetch import FetchInputError, fetch as fetch_urls
 
     try:
+        check_corpus_name(corpus)  # before anything is made under OUT
         cfg = load_config(config_path, overrides)
         report = fetch_urls(list(urls), corpus, out_dir, cfg.fetch, say=lambda line: click.echo(line, err=True))
     except FetchInputError as exc:
         raise click.UsageError(str(exc)) from None
     except (ConfigError, CorpusLocked, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(os_error_line(exc)) from None
     for r in report.failures:
         item = f" [{r.item}]" if r.item and r.item != r.url else ""
         click.echo(f"failed: {r.url}{item}: {r.reason}", err=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from manifests.lock import CorpusLocked
+from manifests.storage import os_error_line
 from pipeline.config import ConfigError, SynthConfig, load_config
 
 
@@ -40,8 +41,10 @@ def synth_run(dialogues, corpus, out_dir, voices, config_path, overrides, addres
         from pipeline.synth_run import run_synthesis
 
         summary = run_synthesis(list(dialogues), corpus, out_dir, cfg, retry_failed=retry_failed)
-    except (ConfigError, DialogueInputError, CorpusLocked, ValueError, OSError) as exc:
+    except (ConfigError, DialogueInputError, CorpusLocked, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a read-only output, in the driver or a writer
+        raise click.ClickException(os_error_line(exc)) from None
     if summary.recovery != "nothing to recover":
         click.echo(f"recovery: {summary.recovery}", err=True)
     for uri, why in summary.failures[:20]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from manifests.layout import CorpusLayout
 from manifests.schema import TURN_COLUMNS
-from manifests.shards import ShardLimits, dialogues_table
+from manifests.shards import WRITE_ERROR_FIELDS, ShardLimits, dialogues_table
 from manifests.storage import StorageConfig
 from stages.base import Placement, RunContext, Stage
 from stages.synth_output import SynthOutputSection
@@ -59,7 +59,7 @@ class SynthWriteStage(Stage):
     def outputs(cls) -> tuple[str, ...]:
         return LEDGER_FIELDS + ("corpus", "run_id", "config_hash", "status", "segment_count", "segments_kept",
                                 "kept_seconds", "duration_s", "speakers", "staged_paths", "batch_id", "batch_size",
-                                "finished_at")
+                                "finished_at", *WRITE_ERROR_FIELDS)
 
     def process_batch(self, rows: list[dict]) -> list[dict]:
         run = self.run

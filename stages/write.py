@@ -17,7 +17,7 @@ from audio_io.signals import cut_variant, read_variant
 from manifests.layout import CorpusLayout
 from manifests.planned_segment import from_rows
 from manifests.segment_rows import RecordingContext, build_segment_rows, ordered
-from manifests.shards import ShardLimits, segments_table, write_shards
+from manifests.shards import WRITE_ERROR_FIELDS, ShardLimits, segments_table, write_error_fields, write_shards
 from manifests.storage import StorageConfig
 from stages.base import Placement, RunContext, Stage
 from stages.enhance import EnhanceSection
@@ -50,7 +50,8 @@ class WriteStage(Stage):
     @classmethod
     def outputs(cls) -> tuple[str, ...]:
         return LEDGER_FIELDS + ("corpus", "run_id", "config_hash", "status", "segment_count", "segments_kept",
-                                "kept_seconds", "speakers", "staged_paths", "batch_id", "batch_size", "finished_at")
+                                "kept_seconds", "speakers", "staged_paths", "batch_id", "batch_size", "finished_at",
+                                *WRITE_ERROR_FIELDS)
 
     def process_batch(self, rows: list[dict]) -> list[dict]:
         run, output = self.run, self.output
@@ -102,8 +103,17 @@ def stage_shards(results: list[dict], shard_rows: list[dict], owner: list[int], 
                  limits: ShardLimits, table_of: Callable[[Iterable[dict]], Any]) -> list[dict]:
     """Write ``shard_rows`` (row j belongs to source ``owner[j]``) into staged shards, name each
     source's shards in its result's ``staged_paths`` and stamp ``finished_at``: the per-source
-    rows the driver commits (segment and dialogue writers alike)."""
-    for path, indices in write_shards(shard_rows, layout, run_id, limits, table_of=table_of):
+    rows the driver commits (segment and dialogue writers alike).
+
+    A write that fails (a full disk, a read-only output) fails no source: every row carries the
+    error (``manifests.shards.write_error_fields``) and the driver stops the run with it."""
+    try:
+        written = write_shards(shard_rows, layout, run_id, limits, table_of=table_of)
+    except OSError as exc:
+        for res in results:
+            res.update(write_error_fields(exc), staged_paths=[])
+        written = []
+    for path, indices in written:
         rel = layout.rel(path)
         for src in sorted({owner[j] for j in indices}):
             results[src]["staged_paths"].append(rel)

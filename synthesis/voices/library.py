@@ -2,9 +2,9 @@
 recordings added by hand), one Parquet file of prompts with their embeddings and F0 figures.
 
 Selection (``build_voice_library``): from the segment shards of the chosen corpora (read through
-``Ledger(layout).shard_files()``, metadata columns first, audio only of the chosen rows), a
-segment qualifies when it is kept, its overlap ratio is at most ``max_overlap_ratio`` (a
-segment without diarization has no overlap figure and qualifies), its duration lies in
+``Ledger(layout).shard_files()``, less retired recordings, metadata columns first, audio only of
+the chosen rows), a segment qualifies when it is kept, its overlap ratio is at most
+``max_overlap_ratio`` (a segment without diarization has no overlap figure and qualifies), its duration lies in
 [``min_duration_s``, ``max_duration_s``], its DNSMOS OVRL is at least ``min_dnsmos_ovrl`` when
 the segment has that figure, its text is not empty, its language is one of ``languages`` and
 the chosen audio variant is present. A speaker is ``<corpus>/<speaker>`` (a segment without a
@@ -75,8 +75,8 @@ VOICE_SCHEMA = pa.schema([
 ])
 
 # Only these segment columns are read to select (the audio column follows for the chosen rows).
-_SELECT_COLUMNS = ["segment_id", "recording_id", "source_uri", "speaker", "overlap_ratio", "duration", "language",
-                   "text", "kept", "sample_rate", "dnsmos_ovrl"]
+_SELECT_COLUMNS = ["segment_id", "recording_id", "run_id", "source_uri", "speaker", "overlap_ratio", "duration",
+                   "language", "text", "kept", "sample_rate", "dnsmos_ovrl"]
 
 
 class VoiceLibraryParams(Params):
@@ -144,15 +144,19 @@ def _candidates(out_dir, corpus: str, params: VoiceLibraryParams, counts: dict) 
     layout = CorpusLayout(out_dir, corpus)
     audio_col = "audio" if params.audio_variant == "raw" else "audio_enhanced"
     found = []
-    for shard in Ledger(layout).shard_files():
+    ledger = Ledger(layout)
+    # segments of retired recordings (content replaced at its path, manifests.retire) are no candidates
+    retired = set(zip(*(ledger.retired().column(c).to_pylist() for c in ("recording_id", "run_id"))))
+    for shard in ledger.shard_files():
         with layout.fs.open(str(shard), "rb") as fh:
             pf = pq.ParquetFile(fh)
             rows = pf.read(columns=_SELECT_COLUMNS).to_pylist()
             # Whether each row has the chosen variant, without reading the audio bytes.
             has_audio = pf.read(columns=[f"{audio_col}.path"]).column(audio_col).is_valid().to_pylist()
-        counts["segments"] += len(rows)
+        live = [(r["recording_id"], r["run_id"]) not in retired for r in rows]
+        counts["segments"] += sum(live)
         for i, (r, present) in enumerate(zip(rows, has_audio)):
-            if not _qualifies(r, params):
+            if not live[i] or not _qualifies(r, params):
                 continue
             if not present:
                 counts["no_audio_variant"] += 1
