@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import secrets
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -28,6 +30,7 @@ from manifests.incremental import FingerprintedSource, RunPlan, plan_run
 from manifests.layout import CorpusLayout
 from manifests.ledger import Ledger
 from manifests.schema import LEDGER_SCHEMA
+from manifests.shards import raise_write_error
 from manifests.lock import lock_corpus
 from manifests.stat_cache import StatCache, source_stamp
 from manifests.storage import forwarded_env, is_remote, normalise
@@ -226,30 +229,52 @@ def commit_early_rows(committer: "_Committer", plan: RunPlan, corpus: str, run_i
 
 
 class _Committer:
-    """Gathers the writer's per-source rows and commits each batch once it is complete."""
+    """Gathers the writer's per-source rows and commits what is complete: a written batch is
+    complete once all its rows arrived (its shards may hold segments of several of its
+    sources); complete batches are committed together, at most every ``every_s`` seconds, so
+    a run commits as it goes (a kill loses at most the last interval's work) without a ledger
+    file per source."""
 
-    def __init__(self, ledger: Ledger, layout: CorpusLayout, run_id: str) -> None:
+    def __init__(self, ledger: Ledger, layout: CorpusLayout, run_id: str, every_s: float = 0.0) -> None:
         self.ledger, self.layout, self.run_id = ledger, layout, run_id
+        self.every_s = every_s
         self.pending: dict[str, list[dict]] = defaultdict(list)
+        self.ready: list[dict] = []  # rows of complete batches, not committed yet
         self.commits = 0
         self.shards = 0
+        self.last_commit = time.monotonic()
 
     def commit_rows(self, rows: list[dict]) -> None:
         if rows:
             self.ledger.commit(self.run_id, self.commits, rows)
             self.commits += 1
+            self.last_commit = time.monotonic()
 
     def commit_table(self, table: pa.Table) -> None:
         if table.num_rows:
             self.ledger.commit_table(self.run_id, self.commits, table)
             self.commits += 1
 
-    def add(self, row: dict) -> list[dict] | None:
+    def add(self, row: dict) -> None:
+        """Take one writer row; once its batch is complete, its rows wait for the next commit."""
+        raise_write_error(row)  # the output, not the source, failed (a full disk): stop the run
         batch = self.pending[row["batch_id"]]
         batch.append(row)
-        if len(batch) < row["batch_size"]:
+        if len(batch) >= row["batch_size"]:
+            del self.pending[row["batch_id"]]
+            self.ready.extend(batch)
+
+    def due_in(self) -> float | None:
+        """Seconds until the complete rows are due for commit (0: now); None when there are none."""
+        if not self.ready:
             return None
-        del self.pending[row["batch_id"]]
+        return max(0.0, self.every_s - (time.monotonic() - self.last_commit))
+
+    def flush(self) -> list[dict]:
+        """Commit every complete batch in one ledger commit; the committed ledger rows."""
+        batch, self.ready = self.ready, []
+        if not batch:
+            return []
         final_of: dict[str, str] = {}
         ledger_rows = []
         for r in batch:
@@ -313,7 +338,7 @@ def run_pipeline(
         fingerprinted = _fingerprint(sources, cfg, run, cache) if sources else []
         cache.save()
         plan = plan_run(fingerprinted, ledger.index(config_hash), retry_failed)
-        committer = _Committer(ledger, layout, run_id)
+        committer = _Committer(ledger, layout, run_id, every_s=cfg.output.commit_every_s)
         commit_early_rows(committer, plan, corpus, run_id, config_hash,
                           lambda s: recording_id(s.uri, s.sha256) if s.sha256 else None)
         summary.skipped = len(plan.skipped)
@@ -355,8 +380,9 @@ def add_finished(summary, finished: list[dict], parts: str = "segments", parts_k
 
 def stream_through_graph(items: list[dict], stages: tuple, cfg, run: RunContext, committer: _Committer,
                          progress: RunProgress, fuse: str) -> list[dict]:
-    """Run ``items`` through the Ray Data graph of ``stages``, committing each written batch as
-    its last row arrives; the committed ledger rows, in commit order."""
+    """Run ``items`` through the Ray Data graph of ``stages``, committing written batches as
+    they complete (``committer.every_s`` apart at most, whether or not more rows arrive);
+    the committed ledger rows, in commit order."""
     import ray
 
     from pipeline.graph import apply_stage, cluster_cpus, cluster_nodes, plan_graph
@@ -369,14 +395,75 @@ def stream_through_graph(items: list[dict], stages: tuple, cfg, run: RunContext,
     for stage in planned:
         ds = apply_stage(ds, stage, cfg, run)
     finished: list[dict] = []
+
+    def commit_ready() -> None:
+        for r in committer.flush():
+            finished.append(r)
+            progress.source_finished(r["status"], r.get("duration_s"), r.get("segments") or 0)
+
     progress.start(len(items))
+    rows = _rows_or_ticks(ds, committer.due_in)
     try:
-        for row in ds.iter_rows():
-            for r in committer.add(row) or []:
-                finished.append(r)
-                progress.source_finished(r["status"], r.get("duration_s"), r.get("segments") or 0)
+        for row in rows:
+            if row is not None:
+                committer.add(row)
+            if committer.due_in() == 0.0:
+                commit_ready()
+        commit_ready()
     finally:
+        rows.close()
         progress.close()
     if committer.pending:
         raise RuntimeError(f"{len(committer.pending)} written batch(es) arrived incomplete; they were not committed")
     return finished
+
+
+_END = object()
+
+
+def _rows_or_ticks(ds, wait_s: Callable[[], float | None]):
+    """The dataset's rows, read on a thread; None whenever ``wait_s()`` seconds pass with no row
+    (so the caller can commit on time while the graph is busy). Errors of the graph re-raise here.
+    Closing the generator (the caller stopped, e.g. on a full disk) stops the reading and lets
+    go of the graph, so an in-process caller gets its Ray workers back."""
+    rows: queue.Queue = queue.Queue(maxsize=256)
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                rows.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        iterator = iter(ds.iter_rows())
+        try:
+            for row in iterator:
+                if not hand_over(row):
+                    return
+            hand_over(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            hand_over(exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # a generator over the streaming executor: shuts the graph down
+
+    threading.Thread(target=read, name="graph-rows", daemon=True).start()
+    try:
+        while True:
+            try:
+                item = rows.get(timeout=wait_s())
+            except queue.Empty:
+                yield None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

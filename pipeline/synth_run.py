@@ -113,7 +113,7 @@ def run_synthesis(inputs: list[str], corpus: str, out_dir: str | Path, cfg, *, r
 
         fingerprinted = [FingerprintedSource(s.uri, None, s.sha256, s.size_bytes, s.error) for s in sources]
         plan = plan_run(fingerprinted, ledger.index(config_hash), retry_failed)
-        committer = _Committer(ledger, layout, run_id)
+        committer = _Committer(ledger, layout, run_id, every_s=cfg.synth_output.commit_every_s)
         # A dialogue's id is its content hash's, not a recording id; an unreadable one has none.
         commit_early_rows(committer, plan, corpus, run_id, config_hash,
                           lambda s: dialogue_id(s.sha256) if s.sha256 and not s.error else None)

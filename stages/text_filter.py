@@ -21,7 +21,8 @@ class FilterSection(FilterParams, Section):
 
     placement_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "resources", "pool"})
     enabled: bool = True
-    batch_size: int = Field(8, ge=1, description="recordings per filter call (a batch reaches the writer, and its "
+    # One: the checks are cheap, and a batch would hold finished recordings back from their commit.
+    batch_size: int = Field(1, ge=1, description="recordings per filter call (a batch reaches the writer, and its "
                             "commit, together)")
     resources: Resources = Resources()
     pool: ActorPool = ActorPool()
