@@ -72,10 +72,12 @@ class FetchConfig(BaseModel):
     backoff_base_s: float = Field(2.0, ge=0, description="first wait before a retry; doubles with each further retry")
     backoff_max_s: float = Field(60.0, ge=0, description="longest wait between two retries")
     rate_limit_bytes_per_s: int | None = Field(None, gt=0, description="download rate limit per download; None: no limit")
-    max_duration_s: float | None = Field(None, gt=0, description="longer sources fail (before download when the site "
-                                         "states the duration, else after it); None: no limit")
-    max_filesize_bytes: int | None = Field(None, gt=0, description="larger files fail (before download when the size is "
-                                           "known); None: no limit")
+    # Bounded by default, as decode is: a 24 h stream or a mislabelled archive costs disk and time before any
+    # decode limit can refuse it. 4 h is decode.max_duration_s; 4 GiB holds 4 h of the 'best' fallback (video).
+    max_duration_s: float | None = Field(14400.0, gt=0, description="longer sources fail (before download when the "
+                                         "site states the duration, else after it); None: no limit")
+    max_filesize_bytes: int | None = Field(4 * 1024**3, gt=0, description="larger files fail (before download when "
+                                           "the size is known); None: no limit")
     concurrency: int = Field(2, ge=1, description="URLs fetched at the same time (one yt-dlp instance each)")
     socket_timeout_s: float = Field(30.0, gt=0, description="network timeout of one request")
     secret_query_params: list[str] = Field(list(DEFAULT_SECRET_PARAMS), description="query parameters whose values "

@@ -281,6 +281,8 @@ def test_a_page_with_two_players_is_a_playlist_and_one_fetch_at_a_time(site, tmp
 
 def test_fetch_settings_leave_the_config_hash_alone():
     base = load_config().config_hash()
+    limits = load_config().fetch
+    assert (limits.max_duration_s, limits.max_filesize_bytes) == (14400.0, 4 * 1024**3)  # bounded by default
     assert load_config(None, ["fetch.concurrency=8", "fetch.max_duration_s=60", "fetch.format=bestaudio"]).config_hash() == base
     with pytest.raises(ValueError, match="fetch.bogus"):
         load_config(None, ["fetch.bogus=1"])
