@@ -145,8 +145,10 @@ def test_retire_on_an_object_store(tmp_path):
     try:
         host, port = server.get_host_and_port()
         storage = {"endpoint_url": f"http://{host}:{port}", "options": {"key": "testing", "secret": "testing"}}
-        s3fs.S3FileSystem(endpoint_url=storage["endpoint_url"], key="testing", secret="testing").mkdir("refinery")
-        layout = CorpusLayout("s3://refinery/out", "c", storage)
+        # moto keeps its buckets per process, not per server: a bucket of this test's own
+        # (test_object_store's "refinery" may exist already in the suite's process).
+        s3fs.S3FileSystem(endpoint_url=storage["endpoint_url"], key="testing", secret="testing").mkdir("retire-test")
+        layout = CorpusLayout("s3://retire-test/out", "c", storage)
         _commit(layout, 1, [_row("/in/a.wav", "a", 1), _row("/in/b.wav", "b", 1)])
         _commit(layout, 2, [_row("/in/a.wav", "x", 2), _row("/in/b.wav", "b", 2, "skipped")])
         with lock_corpus(layout, "retire-test") as lock:
