@@ -297,6 +297,20 @@ def verify_cmd(out_dir: str, corpus: str | None, no_audio: bool, as_json: bool) 
         raise SystemExit(1)
 
 
+def _under_corpus_locks(work, out_dir: str, corpus: str | None, os_error_line) -> dict:
+    """``work(out_dir, corpus)`` (it takes each corpus lock), a lock held by a run or a failed
+    write ending as one line (``os_error_line(exc)`` says what an OSError means for ``work``)."""
+    from manifests.lock import CorpusLocked
+
+    with _clear_errors():
+        try:
+            return work(out_dir, corpus)
+        except CorpusLocked as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc)) from None
+
+
 @manifest.command("compact")
 @click.argument("out_dir", metavar="OUT")
 @click.option("--corpus", help="only this corpus (default: every corpus under OUT)")
@@ -306,15 +320,9 @@ def compact_cmd(out_dir: str, corpus: str | None) -> None:
     Takes the corpus lock: refused while a run writes the corpus.
     """
     from inspection.compact import compact
-    from manifests.lock import CorpusLocked
 
-    with _clear_errors():
-        try:
-            reports = compact(out_dir, corpus)
-        except CorpusLocked as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(f"compaction failed, the ledger is unchanged: {exc.strerror or exc}") from None
+    reports = _under_corpus_locks(compact, out_dir, corpus,
+                                  lambda exc: f"compaction failed, the ledger is unchanged: {exc.strerror or exc}")
     for name, report in reports.items():
         click.echo(f"{name}: {report.describe()}")
 
@@ -330,16 +338,10 @@ def repair_cmd(out_dir: str, corpus: str | None) -> None:
     Takes the corpus lock: refused while a run writes the corpus.
     """
     from inspection.repair import repair
-    from manifests.lock import CorpusLocked
     from manifests.storage import os_error_line
 
-    with _clear_errors():
-        try:
-            reports = repair(out_dir, corpus)
-        except CorpusLocked as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(os_error_line(exc, redo="run `refinery manifest repair` again")) from None
+    reports = _under_corpus_locks(repair, out_dir, corpus,
+                                  lambda exc: os_error_line(exc, redo="run `refinery manifest repair` again"))
     for name, report in reports.items():
         for line in report.lines(CorpusLayout(out_dir, name)):
             click.echo(line)

@@ -253,8 +253,7 @@ class Ledger:
         table = self.read()
         replaces = [self.layout.rel(f) for f in files]
         table = table.replace_schema_metadata({REPLACES_KEY: json.dumps(replaces)})
-        name = f"commit-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}.parquet"
-        target = self.layout.ledger_dir / COMPACTED_DIR / name
+        target = self.layout.ledger_dir / COMPACTED_DIR / _timed_commit_name()
         if self.fence is not None:
             self.fence()
         self._write_at(target, table)
@@ -299,8 +298,7 @@ class Ledger:
         wrong = pc.any(pc.not_equal(table.column("status"), RETIRED)).as_py()
         if wrong or pc.sum(pc.list_value_length(table.column("shard_paths"))).as_py():
             raise ValueError("commit_retired is for retired rows that name no shards")
-        name = f"commit-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}.parquet"
-        target = self.layout.ledger_dir / RETIRED_DIR / name
+        target = self.layout.ledger_dir / RETIRED_DIR / _timed_commit_name()
         if self.fence is not None:
             self.fence()
         self._write_at(target, table.cast(LEDGER_SCHEMA))
@@ -425,6 +423,11 @@ class Ledger:
 def _stamp() -> str:
     """A quarantine folder's name: the time (UTC, microseconds)."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _timed_commit_name() -> str:
+    """The name of a commit file written outside a run (compaction, retire): time, then a random id."""
+    return f"commit-{_stamp()}-{uuid.uuid4().hex[:6]}.parquet"
 
 
 def _read_objects(layout: CorpusLayout, files: list[PurePath], columns: list[str] | None) -> pa.Table:
